@@ -1,0 +1,84 @@
+//! Wiring: build the adapters a [`Config`] asks for, and serve the router until shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tracing::{info, warn};
+
+use crate::config::{Config, StorageConfig};
+use crate::coord::{Coordinator, MemoryCoordinator, RedisCoordinator};
+use crate::domain::random_bytes;
+use crate::error::{Error, Result};
+use crate::http::{AppState, router};
+use crate::queue::{ChannelQueue, MergeJob};
+use crate::service::Recordings;
+use crate::store::{FsStore, ObjectStore, S3Store, UrlSigner};
+
+pub struct App {
+    pub state: AppState,
+    pub router: Router,
+    /// Merge jobs queued in this process, for the local worker pool.
+    pub merge_jobs: UnboundedReceiver<MergeJob>,
+}
+
+pub async fn build(config: &Config) -> Result<App> {
+    let (store, files): (Arc<dyn ObjectStore>, Option<Arc<FsStore>>) = match &config.storage {
+        StorageConfig::Fs { dir } => {
+            let secret = match &config.url_signing_secret {
+                Some(s) => s.as_bytes().to_vec(),
+                None => random_bytes::<32>().to_vec(),
+            };
+            let fs = Arc::new(
+                FsStore::open(dir, UrlSigner::new(secret), &config.public_base_url).await?,
+            );
+            info!(dir = %dir.display(), "storage: local directory");
+            (fs.clone(), Some(fs))
+        }
+        StorageConfig::S3(s3) => {
+            info!(bucket = %s3.bucket, endpoint = ?s3.endpoint, "storage: S3");
+            (Arc::new(S3Store::connect(s3).await), None)
+        }
+    };
+    let coord: Arc<dyn Coordinator> = match &config.redis_url {
+        Some(url) => {
+            info!("coordination: Redis");
+            Arc::new(RedisCoordinator::connect(url, config.recording_ttl).await?)
+        }
+        None => {
+            warn!("REDIS_URL is unset: in-process coordination, single instance only");
+            Arc::new(MemoryCoordinator::new())
+        }
+    };
+    let (queue, merge_jobs) = ChannelQueue::new();
+    let recordings = Arc::new(Recordings::new(
+        store,
+        coord,
+        Arc::new(queue),
+        config.limits.clone(),
+    ));
+    let state = AppState { recordings, files };
+    Ok(App {
+        router: router(state.clone()),
+        state,
+        merge_jobs,
+    })
+}
+
+/// Serve `router` on `listener` until `shutdown` resolves, then finish in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    info!(%addr, "listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| Error::Internal(format!("server failed: {e}")))
+}

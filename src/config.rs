@@ -1,0 +1,272 @@
+//! Configuration from environment variables, validated once at start-up. Every variable is
+//! documented in `.env.example`; a wrong value names the variable in its error.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::service::Limits;
+use crate::store::S3Settings;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+#[derive(Clone, Debug)]
+pub enum StorageConfig {
+    /// A local directory; the app serves signed URLs itself.
+    Fs {
+        dir: PathBuf,
+    },
+    S3(S3Settings),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub public_base_url: String,
+    pub storage: StorageConfig,
+    /// Unset: in-process coordination, a single instance only.
+    pub redis_url: Option<String>,
+    pub limits: Limits,
+    /// Secret for the filesystem store's signed URLs; random per process when unset.
+    pub url_signing_secret: Option<String>,
+    pub recording_ttl: Duration,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Build from any variable lookup (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &'static str| get(name).filter(|v| !v.trim().is_empty());
+        let err = |var: &'static str, message: String| ConfigError { var, message };
+
+        let bind: SocketAddr = parse(var("BIND_ADDR"), "127.0.0.1:8080", "BIND_ADDR", |v| {
+            v.parse()
+                .map_err(|e| format!("{v:?} is not host:port ({e})"))
+        })?;
+        let public_base_url = match var("PUBLIC_BASE_URL") {
+            Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                u.trim_end_matches('/').to_owned()
+            }
+            Some(u) => {
+                return Err(err(
+                    "PUBLIC_BASE_URL",
+                    format!("{u:?} must start with http:// or https://"),
+                ));
+            }
+            None => format!("http://{bind}"),
+        };
+        let storage = match var("STORAGE").as_deref().unwrap_or("fs") {
+            "fs" => StorageConfig::Fs {
+                dir: PathBuf::from(var("STORAGE_DIR").unwrap_or_else(|| "./data".into())),
+            },
+            "s3" => {
+                let bucket = var("S3_BUCKET")
+                    .ok_or_else(|| err("S3_BUCKET", "required when STORAGE=s3".into()))?;
+                if !(3..=63).contains(&bucket.len())
+                    || !bucket.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                    })
+                {
+                    return Err(err(
+                        "S3_BUCKET",
+                        format!("{bucket:?} is not a valid bucket name"),
+                    ));
+                }
+                let endpoint = var("S3_ENDPOINT");
+                if let Some(e) = &endpoint
+                    && !(e.starts_with("http://") || e.starts_with("https://"))
+                {
+                    return Err(err(
+                        "S3_ENDPOINT",
+                        format!("{e:?} must start with http:// or https://"),
+                    ));
+                }
+                let region = var("AWS_REGION")
+                    .or_else(|| var("AWS_DEFAULT_REGION"))
+                    .or_else(|| endpoint.as_ref().map(|_| "us-east-1".to_owned()));
+                StorageConfig::S3(S3Settings {
+                    bucket,
+                    region,
+                    endpoint,
+                    force_path_style: parse(
+                        var("S3_FORCE_PATH_STYLE"),
+                        "false",
+                        "S3_FORCE_PATH_STYLE",
+                        parse_bool,
+                    )?,
+                })
+            }
+            other => {
+                return Err(err("STORAGE", format!("{other:?} is not one of: fs, s3")));
+            }
+        };
+        let redis_url = var("REDIS_URL");
+        if let Some(u) = &redis_url
+            && !(u.starts_with("redis://")
+                || u.starts_with("rediss://")
+                || u.starts_with("unix://"))
+        {
+            return Err(err(
+                "REDIS_URL",
+                "must start with redis://, rediss:// or unix://".into(),
+            ));
+        }
+        let limits = Limits {
+            max_chunk_bytes: parse(var("MAX_CHUNK_BYTES"), "16777216", "MAX_CHUNK_BYTES", |v| {
+                ranged(v, 1024, 1 << 30)
+            })?,
+            max_chunks: parse(var("MAX_CHUNKS"), "100000", "MAX_CHUNKS", |v| {
+                ranged(v, 1, 10_000_000).map(|n| n as u32)
+            })?,
+            presign_ttl: Duration::from_secs(parse(
+                var("PRESIGN_TTL_SECS"),
+                "900",
+                "PRESIGN_TTL_SECS",
+                |v| ranged(v, 1, 604_800),
+            )?),
+        };
+        let url_signing_secret = var("URL_SIGNING_SECRET");
+        if url_signing_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err(err(
+                "URL_SIGNING_SECRET",
+                "must be at least 32 characters".into(),
+            ));
+        }
+        let recording_ttl = Duration::from_secs(parse(
+            var("RECORDING_TTL_SECS"),
+            "604800",
+            "RECORDING_TTL_SECS",
+            |v| ranged(v, 60, 31_536_000),
+        )?);
+        let log_format = match var("LOG_FORMAT").as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(err(
+                    "LOG_FORMAT",
+                    format!("{other:?} is not one of: text, json"),
+                ));
+            }
+        };
+        Ok(Self {
+            bind,
+            public_base_url,
+            storage,
+            redis_url,
+            limits,
+            url_signing_secret,
+            recording_ttl,
+            log_format,
+        })
+    }
+}
+
+fn parse<T>(
+    value: Option<String>,
+    default: &str,
+    var: &'static str,
+    f: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    f(value.as_deref().unwrap_or(default)).map_err(|message| ConfigError { var, message })
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("{v:?} is not a boolean (true/false)")),
+    }
+}
+
+fn ranged(v: &str, min: u64, max: u64) -> Result<u64, String> {
+    match v.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("{v:?} must be a whole number from {min} to {max}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_mode() {
+        let c = config(&[]).unwrap();
+        assert!(matches!(c.storage, StorageConfig::Fs { .. }));
+        assert!(c.redis_url.is_none());
+        assert_eq!(c.public_base_url, "http://127.0.0.1:8080");
+        assert_eq!(c.limits.max_chunks, 100_000);
+    }
+
+    #[test]
+    fn s3_settings() {
+        let c = config(&[
+            ("STORAGE", "s3"),
+            ("S3_BUCKET", "recordings"),
+            ("S3_ENDPOINT", "http://127.0.0.1:4566"),
+            ("S3_FORCE_PATH_STYLE", "true"),
+        ])
+        .unwrap();
+        let StorageConfig::S3(s3) = c.storage else {
+            panic!("not s3")
+        };
+        assert!(s3.force_path_style);
+        assert_eq!(s3.region.as_deref(), Some("us-east-1"));
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (pairs, var) in [
+            (vec![("STORAGE", "nfs")], "STORAGE"),
+            (vec![("STORAGE", "s3")], "S3_BUCKET"),
+            (
+                vec![("STORAGE", "s3"), ("S3_BUCKET", "Bad_Bucket")],
+                "S3_BUCKET",
+            ),
+            (
+                vec![
+                    ("STORAGE", "s3"),
+                    ("S3_BUCKET", "okay"),
+                    ("S3_ENDPOINT", "x"),
+                ],
+                "S3_ENDPOINT",
+            ),
+            (vec![("BIND_ADDR", "nowhere")], "BIND_ADDR"),
+            (vec![("MAX_CHUNK_BYTES", "-5")], "MAX_CHUNK_BYTES"),
+            (vec![("MAX_CHUNKS", "0")], "MAX_CHUNKS"),
+            (vec![("PRESIGN_TTL_SECS", "forever")], "PRESIGN_TTL_SECS"),
+            (vec![("REDIS_URL", "localhost:6379")], "REDIS_URL"),
+            (vec![("URL_SIGNING_SECRET", "short")], "URL_SIGNING_SECRET"),
+            (vec![("LOG_FORMAT", "xml")], "LOG_FORMAT"),
+            (vec![("PUBLIC_BASE_URL", "example.com")], "PUBLIC_BASE_URL"),
+        ] {
+            let e = config(&pairs).unwrap_err();
+            assert_eq!(e.var, var, "{pairs:?}: {e}");
+        }
+    }
+}

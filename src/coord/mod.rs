@@ -1,0 +1,143 @@
+//! The coordinator port: the small amount of shared, atomic state that lets any number of
+//! stateless instances serve one recording. Redis in production, in-process in the embedded mode.
+//! Object storage stays the source of truth for bytes; this holds indices, digests and states.
+
+mod memory;
+mod redis;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use self::memory::MemoryCoordinator;
+pub use self::redis::RedisCoordinator;
+use crate::domain::{
+    ChunkDigest, ChunkIndex, ChunkRecord, Indexing, RecordingId, RecordingState, TokenHash,
+};
+use crate::error::Result;
+
+/// What a new recording starts with.
+#[derive(Clone, Debug)]
+pub struct NewRecording {
+    pub id: RecordingId,
+    pub mime_type: String,
+    pub token_hash: TokenHash,
+}
+
+/// Why a recording failed, as stored and reported.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+}
+
+/// A recording's coordination state.
+#[derive(Clone, Debug)]
+pub struct RecordingMeta {
+    pub id: RecordingId,
+    pub state: RecordingState,
+    pub mime_type: String,
+    pub token_hash: TokenHash,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    pub chunks_received: u32,
+    pub bytes_received: u64,
+    pub chunk_count: Option<u32>,
+    pub indexing: Option<Indexing>,
+    pub failure: Option<Failure>,
+    /// The merged output's description (JSON), once ready.
+    pub output: Option<String>,
+}
+
+/// Which index a chunk asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// The client's own `seq`.
+    Seq(ChunkIndex),
+    /// The next free index, in arrival order.
+    Next,
+}
+
+/// The answer to a claim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The index is now claimed for these bytes: write the object, then commit.
+    Fresh(ChunkIndex),
+    /// The same bytes are claimed but not committed (a retry of an upload that failed or is in
+    /// flight): writing the same object again is harmless, then commit.
+    InFlight(ChunkIndex),
+    /// The same bytes are already stored: nothing to do.
+    Stored(ChunkIndex),
+}
+
+impl Claim {
+    pub fn index(self) -> ChunkIndex {
+        match self {
+            Claim::Fresh(i) | Claim::InFlight(i) | Claim::Stored(i) => i,
+        }
+    }
+}
+
+/// Fields written together with a state change.
+#[derive(Clone, Debug, Default)]
+pub struct StateUpdate {
+    pub failure: Option<Failure>,
+    pub output: Option<String>,
+}
+
+#[async_trait]
+pub trait Coordinator: Send + Sync + 'static {
+    /// Register a new recording in state `recording`.
+    async fn create(&self, rec: &NewRecording) -> Result<()>;
+
+    async fn meta(&self, id: &RecordingId) -> Result<Option<RecordingMeta>>;
+
+    /// For a presigned upload: check the recording takes `seq` chunks now, and return what is
+    /// already known of `index`.
+    async fn reserve(&self, id: &RecordingId, index: ChunkIndex) -> Result<Option<ChunkRecord>>;
+
+    /// Atomically claim an index for a chunk's bytes. Errors: `recording_not_active`,
+    /// `chunk_conflict` (the index holds other bytes), `indexing_conflict`, `too_many_chunks`.
+    async fn claim(
+        &self,
+        id: &RecordingId,
+        slot: Slot,
+        digest: &ChunkDigest,
+        max_chunks: u32,
+    ) -> Result<Claim>;
+
+    /// Mark a claimed chunk stored (its object is written). Returns whether this call did it.
+    async fn commit(
+        &self,
+        id: &RecordingId,
+        index: ChunkIndex,
+        digest: &ChunkDigest,
+    ) -> Result<bool>;
+
+    /// Atomically check that exactly chunks `0..count` are stored and move `recording ->
+    /// stopping`. Errors: `missing_chunks`, `chunk_count_mismatch`, `already_stopped`.
+    async fn stop(&self, id: &RecordingId, count: u32) -> Result<()>;
+
+    /// Compare-and-set the state, writing `update` with it. Returns false when the state was
+    /// not `from`.
+    async fn transition(
+        &self,
+        id: &RecordingId,
+        from: RecordingState,
+        to: RecordingState,
+        update: StateUpdate,
+    ) -> Result<bool>;
+
+    /// Every chunk known for the recording, by index.
+    async fn chunks(&self, id: &RecordingId) -> Result<BTreeMap<u32, ChunkRecord>>;
+
+    async fn ping(&self) -> Result<()>;
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

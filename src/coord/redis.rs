@@ -1,0 +1,456 @@
+//! Redis coordinator for any number of instances. Every check-and-change is one Lua script, so it
+//! is atomic on the server; one recording's keys share the hash tag `{id}` and so one Redis
+//! Cluster slot.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+
+use super::{Claim, Coordinator, Failure, NewRecording, RecordingMeta, Slot, StateUpdate, now_ms};
+use crate::domain::{
+    ChunkDigest, ChunkIndex, ChunkRecord, Indexing, RecordingId, RecordingState, TokenHash,
+};
+use crate::error::{Error, Result};
+
+/// Shared prologue: resolve the recording and refuse it unless it is `recording`.
+const REQUIRE_RECORDING: &str = r#"
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {'not_found'} end
+if state ~= 'recording' then return {'not_recording', state} end
+local function set_indexing(want)
+  local mode = redis.call('HGET', KEYS[1], 'indexing')
+  if mode and mode ~= want then return mode end
+  if not mode then redis.call('HSET', KEYS[1], 'indexing', want) end
+  return nil
+end
+"#;
+
+/// KEYS: meta, chunks, digests. ARGV: seq ('' = next), sha256, size, max_chunks, ttl.
+const CLAIM: &str = r#"
+local seq, sha, size, max, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local want = 'seq'
+if seq == '' then want = 'next' end
+local other = set_indexing(want)
+if other then return {'indexing_conflict', other} end
+local index = seq
+if want == 'next' then
+  index = redis.call('HGET', KEYS[3], sha)
+  if not index then
+    local n = redis.call('HINCRBY', KEYS[1], 'next', 1) - 1
+    if n >= max then
+      redis.call('HINCRBY', KEYS[1], 'next', -1)
+      return {'too_many'}
+    end
+    index = tostring(n)
+    redis.call('HSET', KEYS[3], sha, index)
+    redis.call('EXPIRE', KEYS[3], ttl)
+  end
+end
+local digest = sha .. ':' .. size
+local entry = redis.call('HGET', KEYS[2], index)
+if entry then
+  if string.sub(entry, 3) ~= digest then return {'conflict', index} end
+  if string.sub(entry, 1, 1) == 's' then return {'stored', index} end
+  return {'in_flight', index}
+end
+redis.call('HSET', KEYS[2], index, 'p:' .. digest)
+redis.call('EXPIRE', KEYS[2], ttl)
+return {'fresh', index}
+"#;
+
+/// KEYS: meta, chunks. ARGV: index.
+const RESERVE: &str = r#"
+local other = set_indexing('seq')
+if other then return {'indexing_conflict', other} end
+local entry = redis.call('HGET', KEYS[2], ARGV[1])
+if entry then return {'ok', entry} end
+return {'ok'}
+"#;
+
+/// KEYS: meta, chunks. ARGV: index, digest, size, now.
+const COMMIT: &str = r#"
+local entry = redis.call('HGET', KEYS[2], ARGV[1])
+if not entry then return {'not_uploaded'} end
+if string.sub(entry, 3) ~= ARGV[2] then return {'conflict'} end
+if string.sub(entry, 1, 1) == 's' then return {'already'} end
+redis.call('HSET', KEYS[2], ARGV[1], 's:' .. ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'received', 1)
+redis.call('HINCRBY', KEYS[1], 'bytes', ARGV[3])
+redis.call('HSET', KEYS[1], 'updated', ARGV[4])
+return {'committed'}
+"#;
+
+/// KEYS: meta, chunks. ARGV: count, now, ttl.
+const STOP: &str = r#"
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {'not_found'} end
+if state ~= 'recording' then return {'already_stopped', state} end
+local count = tonumber(ARGV[1])
+local all = redis.call('HGETALL', KEYS[2])
+local stored, beyond = {}, {}
+for i = 1, #all, 2 do
+  local idx = tonumber(all[i])
+  if string.sub(all[i + 1], 1, 1) == 's' then stored[idx] = true end
+  if idx >= count then table.insert(beyond, idx) end
+end
+local missing, total = {}, 0
+for i = 0, count - 1 do
+  if not stored[i] then
+    total = total + 1
+    if #missing < 1000 then table.insert(missing, tostring(i)) end
+  end
+end
+if total > 0 then return {'missing', tostring(total), unpack(missing)} end
+if #beyond > 0 then
+  table.sort(beyond)
+  local listed = {}
+  for i = 1, math.min(#beyond, 1000) do listed[i] = tostring(beyond[i]) end
+  return {'beyond', unpack(listed)}
+end
+redis.call('HSET', KEYS[1], 'state', 'stopping', 'count', ARGV[1], 'updated', ARGV[2])
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+return {'ok'}
+"#;
+
+/// KEYS: meta. ARGV: from, to, now, error code, error message, output.
+const TRANSITION: &str = r#"
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {'not_found'} end
+if state ~= ARGV[1] then return {'stale', state} end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated', ARGV[3])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'error_code', ARGV[4], 'error_message', ARGV[5]) end
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'output', ARGV[6]) end
+return {'ok'}
+"#;
+
+pub struct RedisCoordinator {
+    conn: ConnectionManager,
+    ttl_secs: u64,
+    claim: Script,
+    reserve: Script,
+    commit: Script,
+    stop: Script,
+    transition: Script,
+}
+
+struct Keys {
+    meta: String,
+    chunks: String,
+    digests: String,
+}
+
+fn keys(id: &RecordingId) -> Keys {
+    Keys {
+        meta: format!("rec:{{{id}}}:meta"),
+        chunks: format!("rec:{{{id}}}:chunks"),
+        digests: format!("rec:{{{id}}}:digests"),
+    }
+}
+
+impl RedisCoordinator {
+    /// Connect to Redis. `ttl` bounds how long a recording's coordination state outlives its
+    /// last change; the manifest in object storage is the durable record.
+    pub async fn connect(url: &str, ttl: Duration) -> Result<Self> {
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(3);
+        let conn = ConnectionManager::new_with_config(client, config).await?;
+        let guarded = |body: &str| Script::new(&format!("{REQUIRE_RECORDING}{body}"));
+        Ok(Self {
+            conn,
+            ttl_secs: ttl.as_secs().max(1),
+            claim: guarded(CLAIM),
+            reserve: guarded(RESERVE),
+            commit: guarded(COMMIT),
+            stop: Script::new(STOP),
+            transition: Script::new(TRANSITION),
+        })
+    }
+
+    /// The connection, for the other Redis-backed adapters of the same instance.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+}
+
+/// Map the statuses the scripts share to errors; `None` for the script's own statuses.
+fn common_status(reply: &[String]) -> Option<Error> {
+    match reply.first().map(String::as_str) {
+        Some("not_found") => Some(Error::RecordingNotFound),
+        Some("not_recording") => Some(Error::NotRecording {
+            state: state_name(reply.get(1)),
+        }),
+        Some("indexing_conflict") => Some(Error::IndexingConflict {
+            existing: match reply.get(1).map(String::as_str) {
+                Some("next") => Indexing::Next.as_str(),
+                _ => Indexing::Seq.as_str(),
+            },
+        }),
+        None => Some(Error::Coordination("empty script reply".into())),
+        _ => None,
+    }
+}
+
+fn state_name(raw: Option<&String>) -> &'static str {
+    raw.and_then(|s| RecordingState::parse(s).ok())
+        .map(RecordingState::as_str)
+        .unwrap_or("unknown")
+}
+
+fn unexpected(reply: &[String]) -> Error {
+    Error::Coordination(format!("unexpected script reply {reply:?}"))
+}
+
+fn parse_index(raw: Option<&String>) -> Result<ChunkIndex> {
+    raw.and_then(|s| s.parse().ok())
+        .map(ChunkIndex::new)
+        .ok_or_else(|| Error::Coordination("script returned no index".into()))
+}
+
+fn parse_indices(items: &[String]) -> Vec<u32> {
+    items.iter().filter_map(|s| s.parse().ok()).collect()
+}
+
+fn parse_entry(raw: &str) -> Result<ChunkRecord> {
+    let (state, digest) = raw
+        .split_once(':')
+        .ok_or_else(|| Error::Coordination(format!("malformed chunk entry {raw:?}")))?;
+    Ok(ChunkRecord {
+        digest: ChunkDigest::decode(digest)?,
+        stored: state == "s",
+    })
+}
+
+fn parse_meta(id: &RecordingId, mut h: HashMap<String, String>) -> Result<RecordingMeta> {
+    let mut take = |k: &str| h.remove(k);
+    let num = |v: Option<String>| v.and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    let state = RecordingState::parse(&take("state").unwrap_or_default())?;
+    let failure = match (take("error_code"), take("error_message")) {
+        (Some(code), message) => Some(Failure {
+            code,
+            message: message.unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    Ok(RecordingMeta {
+        id: id.clone(),
+        state,
+        mime_type: take("mime").unwrap_or_default(),
+        token_hash: TokenHash::from_stored(take("token").unwrap_or_default()),
+        created_at_ms: num(take("created")),
+        updated_at_ms: num(take("updated")),
+        chunks_received: num(take("received")) as u32,
+        bytes_received: num(take("bytes")),
+        chunk_count: take("count").and_then(|s| s.parse().ok()),
+        indexing: take("indexing").and_then(|s| Indexing::parse(&s)),
+        failure,
+        output: take("output"),
+    })
+}
+
+#[async_trait]
+impl Coordinator for RedisCoordinator {
+    async fn create(&self, rec: &NewRecording) -> Result<()> {
+        let k = keys(&rec.id);
+        let now = now_ms();
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .atomic()
+            .hset_multiple(
+                &k.meta,
+                &[
+                    ("state", RecordingState::Recording.as_str().to_owned()),
+                    ("mime", rec.mime_type.clone()),
+                    ("token", rec.token_hash.as_str().to_owned()),
+                    ("created", now.to_string()),
+                    ("updated", now.to_string()),
+                    ("received", "0".into()),
+                    ("bytes", "0".into()),
+                ],
+            )
+            .expire(&k.meta, self.ttl_secs as i64)
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn meta(&self, id: &RecordingId) -> Result<Option<RecordingMeta>> {
+        let mut conn = self.conn.clone();
+        let h: HashMap<String, String> = conn.hgetall(keys(id).meta).await?;
+        if h.is_empty() {
+            return Ok(None);
+        }
+        parse_meta(id, h).map(Some)
+    }
+
+    async fn reserve(&self, id: &RecordingId, index: ChunkIndex) -> Result<Option<ChunkRecord>> {
+        let k = keys(id);
+        let reply: Vec<String> = self
+            .reserve
+            .key(&k.meta)
+            .key(&k.chunks)
+            .arg(index.get())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        if let Some(e) = common_status(&reply) {
+            return Err(e);
+        }
+        match reply.get(1) {
+            Some(entry) => parse_entry(entry).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn claim(
+        &self,
+        id: &RecordingId,
+        slot: Slot,
+        digest: &ChunkDigest,
+        max_chunks: u32,
+    ) -> Result<Claim> {
+        let k = keys(id);
+        let seq = match slot {
+            Slot::Seq(i) => i.get().to_string(),
+            Slot::Next => String::new(),
+        };
+        let reply: Vec<String> = self
+            .claim
+            .key(&k.meta)
+            .key(&k.chunks)
+            .key(&k.digests)
+            .arg(seq)
+            .arg(&digest.sha256)
+            .arg(digest.size)
+            .arg(max_chunks)
+            .arg(self.ttl_secs)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        if let Some(e) = common_status(&reply) {
+            return Err(e);
+        }
+        match reply[0].as_str() {
+            "fresh" => Ok(Claim::Fresh(parse_index(reply.get(1))?)),
+            "in_flight" => Ok(Claim::InFlight(parse_index(reply.get(1))?)),
+            "stored" => Ok(Claim::Stored(parse_index(reply.get(1))?)),
+            "conflict" => Err(Error::ChunkConflict {
+                index: parse_index(reply.get(1))?.get(),
+            }),
+            "too_many" => Err(Error::TooManyChunks { max: max_chunks }),
+            _ => Err(unexpected(&reply)),
+        }
+    }
+
+    async fn commit(
+        &self,
+        id: &RecordingId,
+        index: ChunkIndex,
+        digest: &ChunkDigest,
+    ) -> Result<bool> {
+        let k = keys(id);
+        let reply: Vec<String> = self
+            .commit
+            .key(&k.meta)
+            .key(&k.chunks)
+            .arg(index.get())
+            .arg(digest.encode())
+            .arg(digest.size)
+            .arg(now_ms())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        if let Some(e) = common_status(&reply) {
+            return Err(e);
+        }
+        match reply[0].as_str() {
+            "committed" => Ok(true),
+            "already" => Ok(false),
+            "not_uploaded" => Err(Error::ChunkNotUploaded { index: index.get() }),
+            "conflict" => Err(Error::ChunkConflict { index: index.get() }),
+            _ => Err(unexpected(&reply)),
+        }
+    }
+
+    async fn stop(&self, id: &RecordingId, count: u32) -> Result<()> {
+        let k = keys(id);
+        let reply: Vec<String> = self
+            .stop
+            .key(&k.meta)
+            .key(&k.chunks)
+            .key(&k.digests)
+            .arg(count)
+            .arg(now_ms())
+            .arg(self.ttl_secs)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(()),
+            Some("not_found") => Err(Error::RecordingNotFound),
+            Some("already_stopped") => Err(Error::AlreadyStopped {
+                state: state_name(reply.get(1)),
+            }),
+            Some("missing") => Err(Error::MissingChunks {
+                count,
+                missing_total: reply.get(1).and_then(|s| s.parse().ok()).unwrap_or(0),
+                missing: parse_indices(&reply[2..]),
+            }),
+            Some("beyond") => Err(Error::ChunkCountMismatch {
+                count,
+                beyond: parse_indices(&reply[1..]),
+            }),
+            _ => Err(unexpected(&reply)),
+        }
+    }
+
+    async fn transition(
+        &self,
+        id: &RecordingId,
+        from: RecordingState,
+        to: RecordingState,
+        update: StateUpdate,
+    ) -> Result<bool> {
+        let (code, message) = update
+            .failure
+            .map(|f| (f.code, f.message))
+            .unwrap_or_default();
+        let reply: Vec<String> = self
+            .transition
+            .key(keys(id).meta)
+            .arg(from.as_str())
+            .arg(to.as_str())
+            .arg(now_ms())
+            .arg(code)
+            .arg(message)
+            .arg(update.output.unwrap_or_default())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(true),
+            Some("stale") => Ok(false),
+            Some("not_found") => Err(Error::RecordingNotFound),
+            _ => Err(unexpected(&reply)),
+        }
+    }
+
+    async fn chunks(&self, id: &RecordingId) -> Result<BTreeMap<u32, ChunkRecord>> {
+        let mut conn = self.conn.clone();
+        let all: HashMap<String, String> = conn.hgetall(keys(id).chunks).await?;
+        all.into_iter()
+            .map(|(i, entry)| {
+                let i = i
+                    .parse()
+                    .map_err(|_| Error::Coordination(format!("malformed chunk index {i:?}")))?;
+                Ok((i, parse_entry(&entry)?))
+            })
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+}

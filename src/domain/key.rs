@@ -1,0 +1,112 @@
+use super::{ChunkIndex, Container, RecordingId};
+use crate::error::{Error, Result};
+
+const PREFIX: &str = "recordings/";
+
+/// An object key in the store. Only built from validated parts, or parsed back from a string that
+/// has exactly one of these shapes:
+///
+/// ```text
+/// recordings/{id}/chunks/{index:08}
+/// recordings/{id}/manifest.json
+/// recordings/{id}/output.{webm|mkv|mp4}
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ObjectKey(String);
+
+impl ObjectKey {
+    pub fn chunk(id: &RecordingId, index: ChunkIndex) -> Self {
+        Self(format!("{PREFIX}{id}/chunks/{:08}", index.get()))
+    }
+
+    pub fn chunks_prefix(id: &RecordingId) -> String {
+        format!("{PREFIX}{id}/chunks/")
+    }
+
+    pub fn manifest(id: &RecordingId) -> Self {
+        Self(format!("{PREFIX}{id}/manifest.json"))
+    }
+
+    pub fn output(id: &RecordingId, container: Container) -> Self {
+        Self(format!("{PREFIX}{id}/output.{}", container.extension()))
+    }
+
+    /// Parse a key that arrived from outside (a signed file URL). Anything that is not one of the
+    /// shapes above is refused, so no `..`, no absolute path and no stray file name gets through.
+    pub fn parse(s: &str) -> Result<Self> {
+        let rest = s.strip_prefix(PREFIX).ok_or(Error::NotFound)?;
+        let (id, tail) = rest.split_once('/').ok_or(Error::NotFound)?;
+        let id = RecordingId::parse(id)?;
+        let key = if let Some(index) = tail.strip_prefix("chunks/") {
+            if index.len() != 8 || !index.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Error::NotFound);
+            }
+            let n: u32 = index.parse().map_err(|_| Error::NotFound)?;
+            Self::chunk(&id, ChunkIndex::new(n))
+        } else if tail == "manifest.json" {
+            Self::manifest(&id)
+        } else if let Some(ext) = tail.strip_prefix("output.") {
+            Self::output(&id, Container::from_extension(ext).ok_or(Error::NotFound)?)
+        } else {
+            return Err(Error::NotFound);
+        };
+        if key.0 == s {
+            Ok(key)
+        } else {
+            Err(Error::NotFound)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The last path segment, e.g. `output.webm`.
+    pub fn file_name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or(&self.0)
+    }
+}
+
+impl std::fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> RecordingId {
+        RecordingId::from_parts(1_700_000_000_000, [7; 10])
+    }
+
+    #[test]
+    fn keys_carry_the_index_and_round_trip() {
+        let k = ObjectKey::chunk(&id(), ChunkIndex::new(42));
+        assert_eq!(k.as_str(), format!("recordings/{}/chunks/00000042", id()));
+        for key in [
+            k,
+            ObjectKey::manifest(&id()),
+            ObjectKey::output(&id(), Container::Mp4),
+        ] {
+            assert_eq!(ObjectKey::parse(key.as_str()).unwrap(), key);
+        }
+    }
+
+    #[test]
+    fn foreign_keys_are_refused() {
+        let id = id();
+        for bad in [
+            format!("recordings/{id}/chunks/42"),
+            format!("recordings/{id}/chunks/0000004a"),
+            format!("recordings/{id}/../secret"),
+            format!("recordings/{id}/output.exe"),
+            format!("/recordings/{id}/manifest.json"),
+            "recordings/../../etc/passwd".to_string(),
+            "etc/passwd".to_string(),
+        ] {
+            assert!(ObjectKey::parse(&bad).is_err(), "{bad}");
+        }
+    }
+}

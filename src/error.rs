@@ -1,0 +1,197 @@
+//! The library's error type. Every failure a client can cause or see is one variant here, and
+//! [`Error::code`] and [`Error::status`] are the only place that maps it to a stable JSON error
+//! code and an HTTP status.
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // --- identifiers and request shape -------------------------------------------------------
+    #[error("recording id is not valid: {0}")]
+    InvalidRecordingId(&'static str),
+    #[error("recording not found")]
+    RecordingNotFound,
+    #[error("missing bearer token: send `Authorization: Bearer <uploadToken>`")]
+    MissingToken,
+    #[error("the upload token does not match this recording")]
+    InvalidToken,
+    #[error("seq is not valid: {0}")]
+    InvalidSeq(String),
+    #[error("chunkCount is not valid: {0}")]
+    InvalidChunkCount(String),
+    #[error("mimeType is not supported: {0}")]
+    InvalidMimeType(String),
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("unsupported content type: {0}")]
+    UnsupportedContentType(String),
+    #[error("invalid WebSocket frame: {0}")]
+    InvalidFrame(String),
+    #[error("request body could not be read: {0}")]
+    InvalidBody(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("connection limit reached: {0}")]
+    ConnectionLimit(String),
+
+    // --- chunks ------------------------------------------------------------------------------
+    #[error("chunk is empty")]
+    EmptyChunk,
+    #[error("chunk is larger than the limit of {max} bytes")]
+    ChunkTooLarge { max: u64 },
+    #[error("chunk {index} is already stored with different bytes")]
+    ChunkConflict { index: u32 },
+    #[error("chunk {index} has not been uploaded")]
+    ChunkNotUploaded { index: u32 },
+    #[error("recording already has the maximum of {max} chunks")]
+    TooManyChunks { max: u32 },
+    #[error(
+        "this recording's chunks are numbered by {existing}; do not mix seq and no-seq uploads"
+    )]
+    IndexingConflict { existing: &'static str },
+
+    // --- lifecycle ---------------------------------------------------------------------------
+    #[error("recording is {state}, it no longer accepts chunks")]
+    NotRecording { state: &'static str },
+    #[error("recording was already stopped (it is {state})")]
+    AlreadyStopped { state: &'static str },
+    #[error("{} of {count} chunks are missing", missing_total)]
+    MissingChunks {
+        count: u32,
+        missing_total: u32,
+        missing: Vec<u32>,
+    },
+    #[error("chunks were stored beyond chunkCount {count}")]
+    ChunkCountMismatch { count: u32, beyond: Vec<u32> },
+    #[error("recording is {state}, not ready for download")]
+    NotReady { state: &'static str },
+
+    // --- signed URLs served by the app (filesystem storage) --------------------------------
+    #[error("signed URL is not valid")]
+    InvalidSignature,
+    #[error("signed URL has expired")]
+    UrlExpired,
+    #[error("requested range is not satisfiable")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("not found")]
+    NotFound,
+
+    // --- infrastructure ----------------------------------------------------------------------
+    #[error("object storage failed: {0}")]
+    Storage(String),
+    #[error("coordination store failed: {0}")]
+    Coordination(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The stable, machine-readable error code sent to clients.
+    pub fn code(&self) -> &'static str {
+        use Error::*;
+        match self {
+            InvalidRecordingId(_) => "invalid_recording_id",
+            RecordingNotFound => "recording_not_found",
+            MissingToken => "missing_token",
+            InvalidToken => "invalid_token",
+            InvalidSeq(_) => "invalid_seq",
+            InvalidChunkCount(_) => "invalid_chunk_count",
+            InvalidMimeType(_) => "invalid_mime_type",
+            InvalidJson(_) => "invalid_json",
+            UnsupportedContentType(_) => "unsupported_content_type",
+            InvalidFrame(_) => "invalid_frame",
+            InvalidBody(_) => "invalid_body",
+            MethodNotAllowed => "method_not_allowed",
+            ConnectionLimit(_) => "connection_limit",
+            EmptyChunk => "empty_chunk",
+            ChunkTooLarge { .. } => "chunk_too_large",
+            ChunkConflict { .. } => "chunk_conflict",
+            ChunkNotUploaded { .. } => "chunk_not_uploaded",
+            TooManyChunks { .. } => "too_many_chunks",
+            IndexingConflict { .. } => "indexing_conflict",
+            NotRecording { .. } => "recording_not_active",
+            AlreadyStopped { .. } => "already_stopped",
+            MissingChunks { .. } => "missing_chunks",
+            ChunkCountMismatch { .. } => "chunk_count_mismatch",
+            NotReady { .. } => "not_ready",
+            InvalidSignature => "invalid_signature",
+            UrlExpired => "url_expired",
+            RangeNotSatisfiable { .. } => "range_not_satisfiable",
+            NotFound => "not_found",
+            Storage(_) => "storage_unavailable",
+            Coordination(_) => "coordination_unavailable",
+            Internal(_) => "internal",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        use Error::*;
+        match self {
+            InvalidRecordingId(_)
+            | InvalidSeq(_)
+            | InvalidChunkCount(_)
+            | InvalidMimeType(_)
+            | InvalidJson(_)
+            | InvalidFrame(_)
+            | InvalidBody(_)
+            | EmptyChunk => StatusCode::BAD_REQUEST,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ConnectionLimit(_) => StatusCode::TOO_MANY_REQUESTS,
+            MissingToken | InvalidToken => StatusCode::UNAUTHORIZED,
+            InvalidSignature | UrlExpired => StatusCode::FORBIDDEN,
+            RecordingNotFound | NotFound => StatusCode::NOT_FOUND,
+            UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ChunkTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            TooManyChunks { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ChunkConflict { .. }
+            | ChunkNotUploaded { .. }
+            | IndexingConflict { .. }
+            | NotRecording { .. }
+            | AlreadyStopped { .. }
+            | MissingChunks { .. }
+            | ChunkCountMismatch { .. }
+            | NotReady { .. } => StatusCode::CONFLICT,
+            Storage(_) | Coordination(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The JSON error object: `{"code", "message", ...details}`.
+    pub fn to_json(&self) -> Value {
+        let mut body = json!({ "code": self.code(), "message": self.to_string() });
+        match self {
+            Error::MissingChunks {
+                count,
+                missing_total,
+                missing,
+            } => {
+                body["chunkCount"] = json!(count);
+                body["missingTotal"] = json!(missing_total);
+                body["missing"] = json!(missing);
+            }
+            Error::ChunkCountMismatch { count, beyond } => {
+                body["chunkCount"] = json!(count);
+                body["beyond"] = json!(beyond);
+            }
+            Error::ChunkConflict { index } | Error::ChunkNotUploaded { index } => {
+                body["index"] = json!(index);
+            }
+            _ => {}
+        }
+        body
+    }
+
+    pub fn is_server_side(&self) -> bool {
+        self.status().is_server_error()
+    }
+}
+
+impl From<redis::RedisError> for Error {
+    fn from(e: redis::RedisError) -> Self {
+        Error::Coordination(e.to_string())
+    }
+}

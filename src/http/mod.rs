@@ -1,0 +1,78 @@
+//! The HTTP transport: one axum [`Router`] that `screenrec serve` listens with and the Lambda
+//! function hands to `lambda_http`.
+
+mod error;
+mod extract;
+mod files;
+mod recordings;
+pub mod ws;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use serde_json::json;
+use tower_http::trace::TraceLayer;
+use tracing::info_span;
+
+pub use self::files::parse_range;
+use crate::error::{Error, Result};
+use crate::service::Recordings;
+use crate::store::FsStore;
+
+/// The OpenAPI description of this API, served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+#[derive(Clone)]
+pub struct AppState {
+    pub recordings: Arc<Recordings>,
+    /// The filesystem store, when the app serves its signed URLs itself.
+    pub files: Option<Arc<FsStore>>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.recordings.limits().max_chunk_bytes as usize + 1;
+    Router::new()
+        .route("/recordings", post(recordings::create))
+        .route("/recordings/{id}", get(recordings::status))
+        .route("/recordings/{id}/chunks", post(recordings::grant))
+        .route("/recordings/{id}/chunks/{seq}", put(recordings::put_chunk))
+        .route(
+            "/recordings/{id}/chunks/{seq}/complete",
+            post(recordings::confirm),
+        )
+        .route("/recordings/{id}/stop", post(recordings::stop))
+        .route("/recordings/{id}/download", get(recordings::download))
+        .route("/files/{*key}", get(files::get).put(files::put))
+        .route("/ws", get(ws::upgrade))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
+        .route("/readyz", get(readyz))
+        .route(
+            "/openapi.json",
+            get(|| async { ([(CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
+        .fallback(|| async { Error::NotFound })
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str)
+                .unwrap_or("unmatched");
+            info_span!("http", method = %req.method(), route, uri = %req.uri())
+        }))
+        .with_state(state)
+}
+
+async fn readyz(State(app): State<AppState>) -> Result<impl IntoResponse> {
+    app.recordings.ready().await?;
+    Ok(Json(json!({ "status": "ready" })))
+}

@@ -1,0 +1,162 @@
+//! The `/recordings` REST routes: parse, call the service, shape the answer.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header::{CONTENT_LENGTH, LOCATION};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use tracing::instrument;
+
+use super::AppState;
+use super::extract::{ApiJson, Bearer, Target};
+use crate::error::{Error, Result};
+use crate::service::{ChunkReceipt, Created, StatusView, UploadGrant, rfc3339};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateBody {
+    mime_type: String,
+}
+
+#[derive(Deserialize)]
+pub struct SeqBody {
+    seq: serde_json::Number,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StopBody {
+    chunk_count: serde_json::Number,
+}
+
+pub async fn create(
+    State(app): State<AppState>,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> Result<(StatusCode, Json<Created>)> {
+    let created = app.recordings.create(&body.mime_type).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+#[instrument(skip_all, fields(recording_id = %target.id))]
+pub async fn status(
+    State(app): State<AppState>,
+    target: Target,
+    Bearer(token): Bearer,
+) -> Result<Json<StatusView>> {
+    let meta = app
+        .recordings
+        .authorize(&target.id, token.as_deref())
+        .await?;
+    Ok(Json(StatusView::of(&meta)))
+}
+
+/// `POST /recordings/{id}/chunks {"seq"}`: a presigned PUT for chunk `seq`.
+#[instrument(skip_all, fields(recording_id = %target.id))]
+pub async fn grant(
+    State(app): State<AppState>,
+    target: Target,
+    Bearer(token): Bearer,
+    ApiJson(body): ApiJson<SeqBody>,
+) -> Result<Json<UploadGrant>> {
+    let meta = app
+        .recordings
+        .authorize(&target.id, token.as_deref())
+        .await?;
+    let seq = app.recordings.parse_seq(&body.seq.to_string())?;
+    Ok(Json(app.recordings.grant_upload(&meta, seq).await?))
+}
+
+/// `PUT /recordings/{id}/chunks/{seq}`: the chunk's bytes through this server.
+#[instrument(skip_all, fields(recording_id = %target.id))]
+pub async fn put_chunk(
+    State(app): State<AppState>,
+    target: Target,
+    Bearer(token): Bearer,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<ChunkReceipt>> {
+    let meta = app
+        .recordings
+        .authorize(&target.id, token.as_deref())
+        .await?;
+    let seq = app
+        .recordings
+        .parse_seq(target.seq.as_deref().unwrap_or(""))?;
+    let max = app.recordings.limits().max_chunk_bytes;
+    let too_large = Error::ChunkTooLarge { max };
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large);
+    }
+    let bytes = axum::body::to_bytes(body, max as usize + 1)
+        .await
+        .map_err(|e| {
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            {
+                Error::ChunkTooLarge { max }
+            } else {
+                Error::InvalidBody(e.to_string())
+            }
+        })?;
+    Ok(Json(
+        app.recordings.put_chunk(&meta, Some(seq), bytes).await?,
+    ))
+}
+
+/// `POST /recordings/{id}/chunks/{seq}/complete`: confirm a presigned upload.
+#[instrument(skip_all, fields(recording_id = %target.id))]
+pub async fn confirm(
+    State(app): State<AppState>,
+    target: Target,
+    Bearer(token): Bearer,
+) -> Result<Json<ChunkReceipt>> {
+    let meta = app
+        .recordings
+        .authorize(&target.id, token.as_deref())
+        .await?;
+    let seq = app
+        .recordings
+        .parse_seq(target.seq.as_deref().unwrap_or(""))?;
+    Ok(Json(app.recordings.confirm_upload(&meta, seq).await?))
+}
+
+#[instrument(skip_all, fields(recording_id = %target.id))]
+pub async fn stop(
+    State(app): State<AppState>,
+    target: Target,
+    Bearer(token): Bearer,
+    ApiJson(body): ApiJson<StopBody>,
+) -> Result<(StatusCode, Json<StatusView>)> {
+    let meta = app
+        .recordings
+        .authorize(&target.id, token.as_deref())
+        .await?;
+    let count = body.chunk_count.as_i64().ok_or_else(|| {
+        Error::InvalidChunkCount(format!("{} is not a whole number", body.chunk_count))
+    })?;
+    let view = app.recordings.stop(&meta, count).await?;
+    Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
+/// `GET /recordings/{id}/download`: 302 to a presigned URL of the merged video.
+#[instrument(skip_all, fields(recording_id = %target.id))]
+pub async fn download(
+    State(app): State<AppState>,
+    target: Target,
+    Bearer(token): Bearer,
+) -> Result<Response> {
+    let meta = app
+        .recordings
+        .authorize(&target.id, token.as_deref())
+        .await?;
+    let url = app.recordings.download(&meta).await?;
+    let body = Json(json!({ "downloadUrl": url.url, "expiresAt": rfc3339(url.expires_at) }));
+    Ok((StatusCode::FOUND, [(LOCATION, url.url.clone())], body).into_response())
+}

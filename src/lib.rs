@@ -1,0 +1,20 @@
+//! screenrec: a backend for browser screen recording. Browser `MediaRecorder` chunks go to object
+//! storage under keys that carry an index handed out atomically by a coordinator, so any number
+//! of stateless instances can serve one recording; a stop queues a merge.
+//!
+//! The crate is layered: [`domain`] (pure types and rules), ports with their adapters
+//! ([`store`], [`coord`], [`queue`]), the use cases in [`service`], and thin transports
+//! ([`http`]). [`app`] wires them from a [`config::Config`].
+
+pub mod app;
+pub mod config;
+pub mod coord;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod queue;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+
+pub use error::{Error, Result};

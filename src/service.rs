@@ -1,0 +1,390 @@
+//! The recording use cases, written once against the ports. Every transport (HTTP, WebSocket,
+//! Lambda) calls these and only maps their results.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::coord::{Claim, Coordinator, NewRecording, RecordingMeta, Slot};
+use crate::domain::{
+    ChunkDigest, ChunkIndex, MediaType, ObjectKey, RecordingId, RecordingState, UploadToken,
+};
+use crate::error::{Error, Result};
+use crate::queue::{MergeJob, MergeQueue};
+use crate::store::{ObjectStore, Presign, PresignedUrl, read_all};
+
+/// Limits that every instance applies the same way.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_chunk_bytes: u64,
+    pub max_chunks: u32,
+    pub presign_ttl: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_chunk_bytes: 16 * 1024 * 1024,
+            max_chunks: 100_000,
+            presign_ttl: Duration::from_secs(900),
+        }
+    }
+}
+
+pub struct Recordings {
+    store: Arc<dyn ObjectStore>,
+    coord: Arc<dyn Coordinator>,
+    queue: Arc<dyn MergeQueue>,
+    limits: Limits,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Created {
+    pub recording_id: String,
+    pub upload_token: String,
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChunkReceipt {
+    pub index: ChunkIndex,
+    /// The same bytes were already stored; nothing was written.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadGrant {
+    pub index: ChunkIndex,
+    /// Absent when the chunk is already stored: there is nothing to upload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    pub already_stored: bool,
+}
+
+/// What clients see of a recording.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusView {
+    pub recording_id: String,
+    pub status: &'static str,
+    pub mime_type: String,
+    pub chunks_received: u32,
+    pub bytes_received: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunk_count: Option<u32>,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
+}
+
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn rfc3339_ms(ms: u64) -> String {
+    rfc3339(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+impl StatusView {
+    pub fn of(meta: &RecordingMeta) -> Self {
+        Self {
+            recording_id: meta.id.to_string(),
+            status: meta.state.as_str(),
+            mime_type: meta.mime_type.clone(),
+            chunks_received: meta.chunks_received,
+            bytes_received: meta.bytes_received,
+            chunk_count: meta.chunk_count,
+            created_at: rfc3339_ms(meta.created_at_ms),
+            updated_at: rfc3339_ms(meta.updated_at_ms),
+            error: meta
+                .failure
+                .as_ref()
+                .map(|f| json!({"code": f.code, "message": f.message})),
+            output: meta
+                .output
+                .as_deref()
+                .and_then(|o| serde_json::from_str(o).ok()),
+        }
+    }
+}
+
+impl Recordings {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        coord: Arc<dyn Coordinator>,
+        queue: Arc<dyn MergeQueue>,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            store,
+            coord,
+            queue,
+            limits,
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    pub fn coordinator(&self) -> &Arc<dyn Coordinator> {
+        &self.coord
+    }
+
+    pub async fn create(&self, mime_type: &str) -> Result<Created> {
+        let media = MediaType::parse(mime_type)?;
+        let id = RecordingId::generate();
+        let token = UploadToken::generate();
+        self.coord
+            .create(&NewRecording {
+                id: id.clone(),
+                mime_type: media.to_string(),
+                token_hash: token.hash(),
+            })
+            .await?;
+        self.write_manifest(&id).await?;
+        info!(recording_id = %id, mime_type = %media, "recording created");
+        Ok(Created {
+            recording_id: id.to_string(),
+            upload_token: token.as_str().to_owned(),
+        })
+    }
+
+    /// Resolve a recording for a caller: the token must be present, the recording must exist
+    /// and the token must match.
+    pub async fn authorize(&self, id: &RecordingId, token: Option<&str>) -> Result<RecordingMeta> {
+        let token = UploadToken::parse(token.ok_or(Error::MissingToken)?)?;
+        let meta = self.coord.meta(id).await?.ok_or(Error::RecordingNotFound)?;
+        meta.token_hash.verify(&token)?;
+        Ok(meta)
+    }
+
+    pub fn parse_seq(&self, raw: &str) -> Result<ChunkIndex> {
+        ChunkIndex::parse_seq(raw, self.limits.max_chunks)
+    }
+
+    fn check_size(&self, size: u64) -> Result<()> {
+        if size == 0 {
+            return Err(Error::EmptyChunk);
+        }
+        if size > self.limits.max_chunk_bytes {
+            return Err(Error::ChunkTooLarge {
+                max: self.limits.max_chunk_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Store a chunk that came through this server. With `seq`, `index = seq`; without, the
+    /// coordinator hands out the next index. Re-sending the same bytes is harmless.
+    pub async fn put_chunk(
+        &self,
+        meta: &RecordingMeta,
+        seq: Option<ChunkIndex>,
+        body: Bytes,
+    ) -> Result<ChunkReceipt> {
+        self.check_size(body.len() as u64)?;
+        let digest = ChunkDigest::of(&body);
+        let slot = seq.map_or(Slot::Next, Slot::Seq);
+        let claim = self
+            .coord
+            .claim(&meta.id, slot, &digest, self.limits.max_chunks)
+            .await?;
+        let index = claim.index();
+        if claim == Claim::Stored(index) {
+            return Ok(ChunkReceipt {
+                index,
+                duplicate: true,
+            });
+        }
+        self.store
+            .put(&ObjectKey::chunk(&meta.id, index), body, &meta.mime_type)
+            .await?;
+        let fresh = self.coord.commit(&meta.id, index, &digest).await?;
+        Ok(ChunkReceipt {
+            index,
+            duplicate: !fresh,
+        })
+    }
+
+    /// Hand out a presigned PUT for chunk `seq`, so the browser uploads straight to storage.
+    pub async fn grant_upload(&self, meta: &RecordingMeta, seq: ChunkIndex) -> Result<UploadGrant> {
+        if let Some(known) = self.coord.reserve(&meta.id, seq).await?
+            && known.stored
+        {
+            return Ok(UploadGrant {
+                index: seq,
+                upload_url: None,
+                method: None,
+                expires_at: None,
+                already_stored: true,
+            });
+        }
+        let PresignedUrl {
+            url,
+            method,
+            expires_at,
+        } = self
+            .store
+            .presign(
+                &ObjectKey::chunk(&meta.id, seq),
+                Presign::Put,
+                self.limits.presign_ttl,
+            )
+            .await?;
+        Ok(UploadGrant {
+            index: seq,
+            upload_url: Some(url),
+            method: Some(method),
+            expires_at: Some(rfc3339(expires_at)),
+            already_stored: false,
+        })
+    }
+
+    /// Confirm a presigned upload: read the object back, check it and count it. Only then is
+    /// the chunk received.
+    pub async fn confirm_upload(
+        &self,
+        meta: &RecordingMeta,
+        seq: ChunkIndex,
+    ) -> Result<ChunkReceipt> {
+        let key = ObjectKey::chunk(&meta.id, seq);
+        let info = self
+            .store
+            .head(&key)
+            .await?
+            .ok_or(Error::ChunkNotUploaded { index: seq.get() })?;
+        if let Err(e) = self.check_size(info.size) {
+            // Refuse what a presigned PUT cannot: drop the object unless it is a stored chunk.
+            if !self
+                .coord
+                .chunks(&meta.id)
+                .await?
+                .get(&seq.get())
+                .is_some_and(|c| c.stored)
+            {
+                self.store.delete(&key).await?;
+            }
+            return Err(e);
+        }
+        let body = read_all(self.store.as_ref(), &key).await?;
+        let digest = ChunkDigest::of(&body);
+        let claim = self
+            .coord
+            .claim(&meta.id, Slot::Seq(seq), &digest, self.limits.max_chunks)
+            .await?;
+        if let Claim::Stored(index) = claim {
+            return Ok(ChunkReceipt {
+                index,
+                duplicate: true,
+            });
+        }
+        let fresh = self.coord.commit(&meta.id, seq, &digest).await?;
+        Ok(ChunkReceipt {
+            index: seq,
+            duplicate: !fresh,
+        })
+    }
+
+    /// Record the final chunk count. Succeeds only when chunks `0..count` are all stored, and
+    /// then hands the recording to the merge queue.
+    pub async fn stop(&self, meta: &RecordingMeta, count: i64) -> Result<StatusView> {
+        let max = i64::from(self.limits.max_chunks);
+        if !(1..=max).contains(&count) {
+            return Err(Error::InvalidChunkCount(format!(
+                "it must be between 1 and {max}"
+            )));
+        }
+        self.coord.stop(&meta.id, count as u32).await?;
+        if let Err(e) = self.write_manifest(&meta.id).await {
+            warn!(recording_id = %meta.id, error = %e, "manifest not updated at stop");
+        }
+        self.queue
+            .enqueue(MergeJob {
+                recording_id: meta.id.to_string(),
+            })
+            .await?;
+        info!(recording_id = %meta.id, chunk_count = count, "recording stopped, merge queued");
+        self.status(&meta.id).await
+    }
+
+    pub async fn status(&self, id: &RecordingId) -> Result<StatusView> {
+        let meta = self.coord.meta(id).await?.ok_or(Error::RecordingNotFound)?;
+        Ok(StatusView::of(&meta))
+    }
+
+    /// A presigned download URL for the merged video.
+    pub async fn download(&self, meta: &RecordingMeta) -> Result<PresignedUrl> {
+        if meta.state != RecordingState::Ready {
+            return Err(Error::NotReady {
+                state: meta.state.as_str(),
+            });
+        }
+        let output: serde_json::Value = meta
+            .output
+            .as_deref()
+            .and_then(|o| serde_json::from_str(o).ok())
+            .ok_or_else(|| Error::Internal("ready recording has no output".into()))?;
+        let key = output["key"]
+            .as_str()
+            .ok_or_else(|| Error::Internal("output has no key".into()))
+            .and_then(ObjectKey::parse)?;
+        let content_type = output["contentType"].as_str().unwrap_or("video/webm");
+        let file_name = format!(
+            "recording-{}.{}",
+            meta.id,
+            key.file_name().rsplit('.').next().unwrap_or("webm")
+        );
+        self.store
+            .presign(
+                &key,
+                Presign::Get {
+                    file_name: &file_name,
+                    content_type,
+                },
+                self.limits.presign_ttl,
+            )
+            .await
+    }
+
+    /// Write the durable manifest from the coordinator's current state.
+    pub async fn write_manifest(&self, id: &RecordingId) -> Result<()> {
+        let meta = self.coord.meta(id).await?.ok_or(Error::RecordingNotFound)?;
+        let doc = json!({
+            "version": 1,
+            "recording": StatusView::of(&meta),
+            "tokenSha256": meta.token_hash.as_str(),
+            "indexing": meta.indexing.map(|i| i.as_str()),
+        });
+        self.store
+            .put(
+                &ObjectKey::manifest(id),
+                Bytes::from(serde_json::to_vec_pretty(&doc).expect("JSON values serialize")),
+                "application/json",
+            )
+            .await
+    }
+
+    /// Whether the dependencies answer.
+    pub async fn ready(&self) -> Result<()> {
+        self.coord.ping().await?;
+        self.store.ping().await
+    }
+}

@@ -1,0 +1,197 @@
+//! Filesystem object store for the embedded mode: one file per object under a root directory,
+//! written atomically (temp file, fsync, rename), with app-served signed URLs in place of
+//! presigned ones.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio_util::io::ReaderStream;
+
+use super::{ByteStream, ObjectInfo, ObjectStore, Presign, PresignedUrl, SignedOp, UrlSigner};
+use crate::domain::ObjectKey;
+use crate::error::{Error, Result};
+
+pub struct FsStore {
+    root: PathBuf,
+    tmp: PathBuf,
+    signer: UrlSigner,
+    base_url: String,
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::Storage(format!("{what} {}: {e}", path.display()))
+}
+
+impl FsStore {
+    /// Open (creating) a store rooted at `root`. `base_url` is where this app is reachable, for
+    /// the signed URLs it hands out.
+    pub async fn open(root: impl Into<PathBuf>, signer: UrlSigner, base_url: &str) -> Result<Self> {
+        let root = root.into();
+        let tmp = root.join(".tmp");
+        tokio::fs::create_dir_all(&tmp)
+            .await
+            .map_err(|e| io_err("creating", &tmp, e))?;
+        Ok(Self {
+            root,
+            tmp,
+            signer,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    pub fn signer(&self) -> &UrlSigner {
+        &self.signer
+    }
+
+    fn path(&self, key: &ObjectKey) -> PathBuf {
+        self.root.join(key.as_str())
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        self.tmp
+            .join(hex::encode(crate::domain::random_bytes::<12>()))
+    }
+
+    /// Move a finished temp file into place.
+    async fn publish(&self, tmp: &Path, key: &ObjectKey) -> Result<()> {
+        let dest = self.path(key);
+        if let Some(dir) = dest.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| io_err("creating", dir, e))?;
+        }
+        tokio::fs::rename(tmp, &dest)
+            .await
+            .map_err(|e| io_err("renaming into", &dest, e))
+    }
+
+    /// Write an object from a stream of bytes, refusing more than `max` bytes. Used by the
+    /// signed-PUT route, so a browser's upload lands exactly as a presigned S3 PUT would.
+    pub async fn put_stream(
+        &self,
+        key: &ObjectKey,
+        mut body: impl futures::Stream<Item = Result<Bytes>> + Unpin + Send,
+        max: u64,
+    ) -> Result<u64> {
+        let tmp = self.temp_path();
+        let result = async {
+            let mut file = tokio::fs::File::create(&tmp)
+                .await
+                .map_err(|e| io_err("creating", &tmp, e))?;
+            let mut written = 0u64;
+            while let Some(part) = body.next().await {
+                let part = part?;
+                written += part.len() as u64;
+                if written > max {
+                    return Err(Error::ChunkTooLarge { max });
+                }
+                file.write_all(&part)
+                    .await
+                    .map_err(|e| io_err("writing", &tmp, e))?;
+            }
+            file.sync_data()
+                .await
+                .map_err(|e| io_err("syncing", &tmp, e))?;
+            Ok(written)
+        }
+        .await;
+        match result {
+            Ok(n) => {
+                self.publish(&tmp, key).await?;
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Open an object for reading, with its size (for ranged responses).
+    pub async fn open_read(&self, key: &ObjectKey) -> Result<(tokio::fs::File, u64)> {
+        let path = self.path(key);
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotFound),
+            Err(e) => return Err(io_err("opening", &path, e)),
+        };
+        let size = file
+            .metadata()
+            .await
+            .map_err(|e| io_err("reading metadata of", &path, e))?
+            .len();
+        Ok((file, size))
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FsStore {
+    async fn put(&self, key: &ObjectKey, body: Bytes, _content_type: &str) -> Result<()> {
+        let max = body.len() as u64;
+        self.put_stream(key, futures::stream::iter([Ok(body)]), max)
+            .await
+            .map(|_| ())
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<ByteStream> {
+        let (file, _) = self.open_read(key).await?;
+        let path = self.path(key);
+        Ok(ReaderStream::with_capacity(file, 256 * 1024)
+            .map(move |r| r.map_err(|e| io_err("reading", &path, e)))
+            .boxed())
+    }
+
+    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectInfo>> {
+        match tokio::fs::metadata(self.path(key)).await {
+            Ok(m) => Ok(Some(ObjectInfo { size: m.len() })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("reading metadata of", &self.path(key), e)),
+        }
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<()> {
+        match tokio::fs::remove_file(self.path(key)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("removing", &self.path(key), e)),
+        }
+    }
+
+    async fn put_file(&self, key: &ObjectKey, path: &Path, _content_type: &str) -> Result<u64> {
+        let tmp = self.temp_path();
+        let size = tokio::fs::copy(path, &tmp)
+            .await
+            .map_err(|e| io_err("copying", path, e))?;
+        self.publish(&tmp, key).await?;
+        Ok(size)
+    }
+
+    async fn presign(
+        &self,
+        key: &ObjectKey,
+        op: Presign<'_>,
+        ttl: Duration,
+    ) -> Result<PresignedUrl> {
+        let (op, method, name) = match op {
+            Presign::Put => (SignedOp::Put, "PUT", ""),
+            Presign::Get { file_name, .. } => (SignedOp::Get, "GET", file_name),
+        };
+        let (query, expires_at) = self.signer.sign(op, key, ttl, name);
+        Ok(PresignedUrl {
+            url: format!("{}/files/{}?{query}", self.base_url, key.as_str()),
+            method,
+            expires_at,
+        })
+    }
+
+    async fn ping(&self) -> Result<()> {
+        tokio::fs::metadata(&self.tmp)
+            .await
+            .map(|_| ())
+            .map_err(|e| io_err("checking", &self.tmp, e))
+    }
+}

@@ -1,0 +1,81 @@
+//! The object store port: where chunk and output bytes live. S3 (any S3 API server) or a local
+//! directory. Keys are always [`ObjectKey`]s, so nothing unvalidated reaches a bucket or a path.
+
+mod fs;
+mod s3;
+mod signed;
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+pub use self::fs::FsStore;
+pub use self::s3::{S3Settings, S3Store};
+pub use self::signed::{SignedOp, UrlSigner};
+use crate::domain::ObjectKey;
+use crate::error::Result;
+
+/// An object's bytes as they arrive.
+pub type ByteStream = BoxStream<'static, Result<Bytes>>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub size: u64,
+}
+
+/// What a presigned URL lets its holder do.
+#[derive(Clone, Copy, Debug)]
+pub enum Presign<'a> {
+    /// Upload the object's bytes with an HTTP PUT.
+    Put,
+    /// Download the object, served as an attachment called `file_name`.
+    Get {
+        file_name: &'a str,
+        content_type: &'a str,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct PresignedUrl {
+    pub url: String,
+    pub method: &'static str,
+    pub expires_at: SystemTime,
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Store `body` under `key`, replacing what was there. Readers never see a partial object.
+    async fn put(&self, key: &ObjectKey, body: Bytes, content_type: &str) -> Result<()>;
+
+    /// Stream an object's bytes; `Error::NotFound` when there is none.
+    async fn get(&self, key: &ObjectKey) -> Result<ByteStream>;
+
+    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectInfo>>;
+
+    /// Remove an object; removing a missing one succeeds.
+    async fn delete(&self, key: &ObjectKey) -> Result<()>;
+
+    /// Upload a local file (the merged output), in parallel parts where the store allows.
+    async fn put_file(&self, key: &ObjectKey, path: &Path, content_type: &str) -> Result<u64>;
+
+    /// A URL that lets a browser read or write one object directly, for `ttl`.
+    async fn presign(
+        &self,
+        key: &ObjectKey,
+        op: Presign<'_>,
+        ttl: Duration,
+    ) -> Result<PresignedUrl>;
+
+    /// Whether the store answers (for `/readyz`).
+    async fn ping(&self) -> Result<()>;
+}
+
+/// Read a whole object into memory (chunks are bounded by the chunk size limit).
+pub async fn read_all(store: &dyn ObjectStore, key: &ObjectKey) -> Result<Bytes> {
+    use futures::TryStreamExt;
+    let parts: Vec<Bytes> = store.get(key).await?.try_collect().await?;
+    Ok(parts.concat().into())
+}

@@ -1,0 +1,300 @@
+//! S3 object store: AWS S3, MinIO, Ceph RGW, LocalStack, moto, s3s-fs. Checksums only when the
+//! operation requires them, since many S3 API servers reject aws-chunked bodies.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::{ByteStream as SdkStream, Length};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+
+use super::{ByteStream, ObjectInfo, ObjectStore, Presign, PresignedUrl};
+use crate::domain::ObjectKey;
+use crate::error::{Error, Result};
+
+/// Multipart part size for outputs: above S3's 5 MiB minimum, small enough to keep memory flat.
+const PART_SIZE: u64 = 8 * 1024 * 1024;
+const PARTS_IN_FLIGHT: usize = 4;
+
+#[derive(Clone, Debug, Default)]
+pub struct S3Settings {
+    pub bucket: String,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub force_path_style: bool,
+}
+
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+}
+
+fn s3_err(what: &str, e: impl std::error::Error) -> Error {
+    Error::Storage(format!("{what}: {}", DisplayErrorContext(e)))
+}
+
+impl S3Store {
+    /// Build a client from the standard AWS configuration chain (environment, profile, IMDS,
+    /// Lambda role) plus these settings. No request is made.
+    pub async fn connect(settings: &S3Settings) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &settings.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        let sdk = loader.load().await;
+        let mut config = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(settings.force_path_style)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(endpoint) = &settings.endpoint {
+            config = config.endpoint_url(endpoint);
+        }
+        Self {
+            client: Client::from_conf(config.build()),
+            bucket: settings.bucket.clone(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    async fn put_multipart(&self, key: &str, path: &Path, size: u64, ctype: &str) -> Result<()> {
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(ctype)
+            .send()
+            .await
+            .map_err(|e| s3_err("CreateMultipartUpload", e))?;
+        let upload_id = upload
+            .upload_id()
+            .ok_or_else(|| Error::Storage("CreateMultipartUpload returned no upload id".into()))?
+            .to_owned();
+        let parts = size.div_ceil(PART_SIZE);
+        let result = futures::stream::iter(0..parts)
+            .map(|n| {
+                let upload_id = upload_id.clone();
+                async move {
+                    let offset = n * PART_SIZE;
+                    let len = PART_SIZE.min(size - offset);
+                    let body = SdkStream::read_from()
+                        .path(path)
+                        .offset(offset)
+                        .length(Length::Exact(len))
+                        .build()
+                        .await
+                        .map_err(|e| Error::Storage(format!("reading {}: {e}", path.display())))?;
+                    let part_number = n as i32 + 1;
+                    let out = self
+                        .client
+                        .upload_part()
+                        .bucket(&self.bucket)
+                        .key(key)
+                        .upload_id(&upload_id)
+                        .part_number(part_number)
+                        .content_length(len as i64)
+                        .body(body)
+                        .send()
+                        .await
+                        .map_err(|e| s3_err("UploadPart", e))?;
+                    Ok::<_, Error>(
+                        CompletedPart::builder()
+                            .part_number(part_number)
+                            .set_e_tag(out.e_tag().map(str::to_owned))
+                            .build(),
+                    )
+                }
+            })
+            .buffered(PARTS_IN_FLIGHT)
+            .try_collect::<Vec<_>>()
+            .await;
+        let completed = match result {
+            Ok(parts) => parts,
+            Err(e) => {
+                let _ = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await;
+                return Err(e);
+            }
+        };
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(completed))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| s3_err("CompleteMultipartUpload", e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    async fn put(&self, key: &ObjectKey, body: Bytes, content_type: &str) -> Result<()> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .content_type(content_type)
+            .content_length(body.len() as i64)
+            .body(SdkStream::from(body))
+            .send()
+            .await
+            .map_err(|e| s3_err("PutObject", e))?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<ByteStream> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                return Err(Error::NotFound);
+            }
+            Err(e) => return Err(s3_err("GetObject", e)),
+        };
+        let body = out.body;
+        Ok(futures::stream::unfold(body, |mut body| async move {
+            body.next()
+                .await
+                .map(|r| (r.map_err(|e| s3_err("reading object body", e)), body))
+        })
+        .boxed())
+    }
+
+    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectInfo>> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(ObjectInfo {
+                size: out.content_length().unwrap_or(0).max(0) as u64,
+            })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(s3_err("HeadObject", e)),
+        }
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+            .map_err(|e| s3_err("DeleteObject", e))?;
+        Ok(())
+    }
+
+    async fn put_file(&self, key: &ObjectKey, path: &Path, content_type: &str) -> Result<u64> {
+        let size = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| Error::Storage(format!("reading {}: {e}", path.display())))?
+            .len();
+        if size <= PART_SIZE {
+            let body = SdkStream::from_path(path)
+                .await
+                .map_err(|e| Error::Storage(format!("reading {}: {e}", path.display())))?;
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key.as_str())
+                .content_type(content_type)
+                .content_length(size as i64)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| s3_err("PutObject", e))?;
+        } else {
+            self.put_multipart(key.as_str(), path, size, content_type)
+                .await?;
+        }
+        Ok(size)
+    }
+
+    async fn presign(
+        &self,
+        key: &ObjectKey,
+        op: Presign<'_>,
+        ttl: Duration,
+    ) -> Result<PresignedUrl> {
+        let config = PresigningConfig::expires_in(ttl)
+            .map_err(|e| Error::Internal(format!("presign lifetime: {e}")))?;
+        let expires_at = SystemTime::now() + ttl;
+        let request = match op {
+            Presign::Put => self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key.as_str())
+                .presigned(config)
+                .await
+                .map_err(|e| s3_err("presigning PutObject", e))?,
+            Presign::Get {
+                file_name,
+                content_type,
+            } => self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key.as_str())
+                .response_content_disposition(format!("attachment; filename=\"{file_name}\""))
+                .response_content_type(content_type)
+                .presigned(config)
+                .await
+                .map_err(|e| s3_err("presigning GetObject", e))?,
+        };
+        Ok(PresignedUrl {
+            url: request.uri().to_owned(),
+            method: match op {
+                Presign::Put => "PUT",
+                Presign::Get { .. } => "GET",
+            },
+            expires_at,
+        })
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| s3_err("HeadBucket", e))?;
+        Ok(())
+    }
+}
