@@ -1,0 +1,72 @@
+//! Real `screenrec serve` processes on loopback, for multi-instance tests.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Instance {
+    pub base: String,
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Instance {
+    /// Start `screenrec serve` with `env` on a free port and wait for `/healthz`.
+    pub async fn start(env: &HashMap<String, String>, log_dir: &std::path::Path, n: usize) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = log_dir.join(format!("instance-{n}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_screenrec"))
+            .arg("serve")
+            .envs(env)
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("starting screenrec serve");
+        let mut instance = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            child,
+            log,
+        };
+        instance.wait_healthy().await;
+        instance
+    }
+
+    async fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = reqwest::Client::new();
+        loop {
+            if let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("instance exited with {status}: {}", self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "instance not ready: {}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration suite: one binary, run against every backend `common::backends()` lists (the
+//! embedded adapters, and real Redis with real S3 API servers when `scripts/test` started them).
+
+mod api;
+mod common;
+mod coordinator;
+mod ha;
+mod ws_client;

@@ -1,0 +1,57 @@
+//! A minimal WebSocket client for the tests.
+
+use futures::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+pub struct Ws {
+    inner: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl Ws {
+    pub async fn connect(url: &str) -> Self {
+        let (inner, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .unwrap_or_else(|e| panic!("connecting {url}: {e}"));
+        Self { inner }
+    }
+
+    pub async fn send_json(&mut self, v: Value) {
+        self.inner
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_text(&mut self, s: &str) {
+        self.inner.send(Message::Text(s.into())).await.unwrap();
+    }
+
+    pub async fn send_binary(&mut self, b: Vec<u8>) {
+        self.inner.send(Message::Binary(b.into())).await.unwrap();
+    }
+
+    /// The next JSON text message (pings and pongs skipped).
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(std::time::Duration::from_secs(30), self.inner.next())
+                .await
+                .expect("no WebSocket message within 30 s")
+                .expect("WebSocket closed")
+                .expect("WebSocket error");
+            match msg {
+                Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected message {other:?}"),
+            }
+        }
+    }
+
+    /// Send a JSON request and return its reply.
+    pub async fn call(&mut self, v: Value) -> Value {
+        self.send_json(v).await;
+        self.recv().await
+    }
+}
