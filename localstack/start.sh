@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Start LocalStack's S3 without Docker (the runtime from PyPI, in a Python 3.13 venv that
+# scripts/install-deps creates). Usage: localstack/start.sh PORT DATA_DIR LOG_FILE PID_FILE
+# Returns once the process is started; the caller waits for /_localstack/health.
+set -euo pipefail
+PORT=$1 DATA=$2 LOG=$3 PIDFILE=$4
+TOOLS=${SCREENREC_TOOLS:-/opt/screenrec-tools}
+rm -rf "$DATA"
+# OVERRIDE_IN_DOCKER=0: these machines have /.dockerenv but no Docker engine.
+OVERRIDE_IN_DOCKER=0 FILESYSTEM_ROOT="$DATA" SERVICES=s3 \
+  GATEWAY_LISTEN="127.0.0.1:$PORT" EAGER_SERVICE_LOADING=1 SKIP_SSL_CERT_DOWNLOAD=1 \
+  DISABLE_EVENTS=1 \
+  nohup "$TOOLS/localstack/bin/python" -m localstack.runtime.main >"$LOG" 2>&1 &
+echo $! >"$PIDFILE"
