@@ -254,14 +254,21 @@ async fn reservation(endpoint: &str, redis: &str, total: usize) -> anyhow::Resul
     measure(CONCURRENCY * 4, CONCURRENCY, |_| {
         let (http, base) = (&http, &server.base);
         async move {
-            http.get(format!("{base}/healthz")).send().await.expect("healthz");
+            http.get(format!("{base}/healthz"))
+                .send()
+                .await
+                .expect("healthz");
         }
     })
     .await;
     let healthz = measure(total, CONCURRENCY, |_| {
         let (http, base) = (&http, &server.base);
         async move {
-            let r = http.get(format!("{base}/healthz")).send().await.expect("healthz");
+            let r = http
+                .get(format!("{base}/healthz"))
+                .send()
+                .await
+                .expect("healthz");
             r.bytes().await.expect("body");
         }
     })
@@ -301,7 +308,10 @@ async fn reservation(endpoint: &str, redis: &str, total: usize) -> anyhow::Resul
     let redis_rtt = measure(total, CONCURRENCY, |_| {
         let mut conn = conn.clone();
         async move {
-            let _: String = redis::cmd("PING").query_async(&mut conn).await.expect("PING");
+            let _: String = redis::cmd("PING")
+                .query_async(&mut conn)
+                .await
+                .expect("PING");
         }
     })
     .await;
@@ -324,7 +334,9 @@ async fn main() -> anyhow::Result<()> {
     // Reservation first: LocalStack keeps working for a while after a bulk upload.
     let reserve = reservation(&endpoint, &redis, if quick { 2_000 } else { 40_000 }).await?;
     let ingest = ingest(&endpoint, &redis, if quick { 256 } else { 2048 }).await?;
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let result = json!({
         "benchmark": "ingest",
         "cores": cores,
