@@ -127,12 +127,12 @@ async fn start_server(vars: HashMap<&str, String>) -> anyhow::Result<Server> {
         }
         vars.get(k).cloned()
     })?;
-    let app = screenrec::app::build(&config).await?;
-    let jobs = app.merge_jobs;
-    tokio::spawn(async move {
-        let _jobs = jobs;
-        screenrec::app::serve(listener, app.router, std::future::pending()).await
-    });
+    let (_, router) = screenrec::app::build(&config).await?.spawn_workers(1);
+    tokio::spawn(screenrec::app::serve(
+        listener,
+        router,
+        std::future::pending(),
+    ));
     Ok(Server {
         base: format!("http://{addr}"),
     })

@@ -13,6 +13,7 @@ use crate::coord::{Coordinator, MemoryCoordinator, RedisCoordinator};
 use crate::domain::random_bytes;
 use crate::error::{Error, Result};
 use crate::http::{AppState, router};
+use crate::merge::{Ffmpeg, MergeSettings, Merger, run_workers};
 use crate::queue::{ChannelQueue, MergeJob};
 use crate::service::Recordings;
 use crate::store::{FsStore, ObjectStore, S3Store, UrlSigner};
@@ -22,9 +23,20 @@ pub struct App {
     pub router: Router,
     /// Merge jobs queued in this process, for the local worker pool.
     pub merge_jobs: UnboundedReceiver<MergeJob>,
+    pub merger: Arc<Merger>,
+}
+
+impl App {
+    /// Start this instance's merge workers on the queued jobs.
+    pub fn spawn_workers(self, workers: usize) -> (AppState, Router) {
+        tokio::spawn(run_workers(self.merger, self.merge_jobs, workers));
+        (self.state, self.router)
+    }
 }
 
 pub async fn build(config: &Config) -> Result<App> {
+    let ffmpeg = Ffmpeg::locate(config.merge.ffmpeg_path.as_deref())?;
+    info!(ffmpeg = %ffmpeg.path().display(), "merge: ffmpeg");
     let (store, files): (Arc<dyn ObjectStore>, Option<Arc<FsStore>>) = match &config.storage {
         StorageConfig::Fs { dir } => {
             let secret = match &config.url_signing_secret {
@@ -53,6 +65,16 @@ pub async fn build(config: &Config) -> Result<App> {
         }
     };
     let (queue, merge_jobs) = ChannelQueue::new();
+    let merger = Arc::new(Merger::new(
+        store.clone(),
+        coord.clone(),
+        MergeSettings {
+            ffmpeg,
+            work_dir: config.merge.work_dir.clone(),
+            keep_chunks: config.merge.keep_chunks,
+        },
+        Arc::new(|id, pct| tracing::debug!(recording_id = %id, pct, "merge progress")),
+    ));
     let recordings = Arc::new(Recordings::new(
         store,
         coord,
@@ -64,6 +86,7 @@ pub async fn build(config: &Config) -> Result<App> {
         router: router(state.clone()),
         state,
         merge_jobs,
+        merger,
     })
 }
 

@@ -42,6 +42,17 @@ pub struct Config {
     pub url_signing_secret: Option<String>,
     pub recording_ttl: Duration,
     pub log_format: LogFormat,
+    pub merge: MergeConfig,
+}
+
+#[derive(Clone, Debug)]
+pub struct MergeConfig {
+    /// `FFMPEG_PATH`; unset: the bundled build.
+    pub ffmpeg_path: Option<PathBuf>,
+    /// Merges one instance runs at once.
+    pub workers: usize,
+    pub work_dir: PathBuf,
+    pub keep_chunks: bool,
 }
 
 impl Config {
@@ -163,6 +174,16 @@ impl Config {
                 ));
             }
         };
+        let merge = MergeConfig {
+            ffmpeg_path: var("FFMPEG_PATH").map(PathBuf::from),
+            workers: parse(var("MERGE_WORKERS"), "2", "MERGE_WORKERS", |v| {
+                ranged(v, 1, 64).map(|n| n as usize)
+            })?,
+            work_dir: var("MERGE_WORK_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| std::env::temp_dir().join("screenrec")),
+            keep_chunks: parse(var("KEEP_CHUNKS"), "false", "KEEP_CHUNKS", parse_bool)?,
+        };
         Ok(Self {
             bind,
             public_base_url,
@@ -172,6 +193,7 @@ impl Config {
             url_signing_secret,
             recording_ttl,
             log_format,
+            merge,
         })
     }
 }
@@ -263,6 +285,8 @@ mod tests {
             (vec![("REDIS_URL", "localhost:6379")], "REDIS_URL"),
             (vec![("URL_SIGNING_SECRET", "short")], "URL_SIGNING_SECRET"),
             (vec![("LOG_FORMAT", "xml")], "LOG_FORMAT"),
+            (vec![("MERGE_WORKERS", "0")], "MERGE_WORKERS"),
+            (vec![("KEEP_CHUNKS", "maybe")], "KEEP_CHUNKS"),
             (vec![("PUBLIC_BASE_URL", "example.com")], "PUBLIC_BASE_URL"),
         ] {
             let e = config(&pairs).unwrap_err();

@@ -69,6 +69,26 @@ pub enum Error {
     #[error("recording is {state}, not ready for download")]
     NotReady { state: &'static str },
 
+    // --- merge ---------------------------------------------------------------------------------
+    #[error("chunk {index} was given twice")]
+    DuplicateChunk { index: u32 },
+    #[error("chunk 0 does not begin with a container header ({0})")]
+    MissingHeader(String),
+    #[error("chunks mix layouts: {0}")]
+    MixedChunkLayout(String),
+    #[error("chunk {index} in storage does not match the bytes that were received")]
+    ChunkCorrupted { index: u32 },
+    #[error("ffmpeg failed: {0}")]
+    FfmpegFailed(String),
+    #[error("merged output is not valid: {0}")]
+    OutputInvalid(String),
+    #[error("merged output has timestamps out of order: {0}")]
+    TimestampsOutOfOrder(String),
+    #[error("merged output has a gap in its timestamps: {0}")]
+    TimestampGap(String),
+    #[error("ffmpeg not found: {0}")]
+    FfmpegMissing(String),
+
     // --- signed URLs served by the app (filesystem storage) --------------------------------
     #[error("signed URL is not valid")]
     InvalidSignature,
@@ -117,6 +137,15 @@ impl Error {
             MissingChunks { .. } => "missing_chunks",
             ChunkCountMismatch { .. } => "chunk_count_mismatch",
             NotReady { .. } => "not_ready",
+            DuplicateChunk { .. } => "duplicate_chunk",
+            MissingHeader(_) => "missing_header",
+            MixedChunkLayout(_) => "mixed_chunk_layout",
+            ChunkCorrupted { .. } => "chunk_corrupted",
+            FfmpegFailed(_) => "ffmpeg_failed",
+            OutputInvalid(_) => "output_invalid",
+            TimestampsOutOfOrder(_) => "timestamps_out_of_order",
+            TimestampGap(_) => "timestamp_gap",
+            FfmpegMissing(_) => "ffmpeg_missing",
             InvalidSignature => "invalid_signature",
             UrlExpired => "url_expired",
             RangeNotSatisfiable { .. } => "range_not_satisfiable",
@@ -146,7 +175,15 @@ impl Error {
             UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ChunkTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-            TooManyChunks { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            TooManyChunks { .. }
+            | DuplicateChunk { .. }
+            | MissingHeader(_)
+            | MixedChunkLayout(_)
+            | ChunkCorrupted { .. }
+            | FfmpegFailed(_)
+            | OutputInvalid(_)
+            | TimestampsOutOfOrder(_)
+            | TimestampGap(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ChunkConflict { .. }
             | ChunkNotUploaded { .. }
             | IndexingConflict { .. }
@@ -156,7 +193,7 @@ impl Error {
             | ChunkCountMismatch { .. }
             | NotReady { .. } => StatusCode::CONFLICT,
             Storage(_) | Coordination(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Internal(_) | FfmpegMissing(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -177,7 +214,10 @@ impl Error {
                 body["chunkCount"] = json!(count);
                 body["beyond"] = json!(beyond);
             }
-            Error::ChunkConflict { index } | Error::ChunkNotUploaded { index } => {
+            Error::ChunkConflict { index }
+            | Error::ChunkNotUploaded { index }
+            | Error::DuplicateChunk { index }
+            | Error::ChunkCorrupted { index } => {
                 body["index"] = json!(index);
             }
             _ => {}
@@ -187,6 +227,15 @@ impl Error {
 
     pub fn is_server_side(&self) -> bool {
         self.status().is_server_error()
+    }
+
+    /// Whether a merge that failed with this error may succeed if tried again (the
+    /// infrastructure failed), as opposed to a problem with the recording itself.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Storage(_) | Error::Coordination(_) | Error::Internal(_)
+        )
     }
 }
 

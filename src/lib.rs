@@ -12,6 +12,7 @@ pub mod coord;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod merge;
 pub mod queue;
 pub mod service;
 pub mod store;

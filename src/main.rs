@@ -1,28 +1,49 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
 use anyhow::Context;
+use screenrec::merge::{Ffmpeg, LocalChunks, merge};
+use serde_json::json;
 use tokio::net::TcpListener;
 
 const USAGE: &str = "\
 screenrec: backend for browser screen recording
 
 USAGE:
-    screenrec serve     Run the HTTP + WebSocket server, configured from the environment
-                        (see .env.example). With no configuration: local directory storage
-                        in ./data and in-process coordination on 127.0.0.1:8080.
-    screenrec help      Show this text
+    screenrec serve
+        Run the HTTP + WebSocket server and its merge workers, configured from the
+        environment (see .env.example). With no configuration: local directory storage
+        in ./data and in-process coordination on 127.0.0.1:8080.
+
+    screenrec merge --out-dir DIR CHUNK_FILE...
+        Merge local chunk files with the service's engine. A file's index is the last
+        number in its name (chunk-000006.webm is 6). Prints one JSON object describing
+        the output; exits 1 naming the problem when the chunks cannot be merged.
+
+    screenrec help
+        Show this text
 ";
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
+    let result = match args.first().map(String::as_str) {
         Some("serve") => serve().await,
+        Some("merge") => merge_files(&args[1..]).await,
         Some("help" | "-h" | "--help") | None => {
             print!("{USAGE}");
             Ok(())
         }
         Some(other) => {
             eprint!("unknown command {other:?}\n\n{USAGE}");
-            std::process::exit(2);
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -34,10 +55,50 @@ async fn serve() -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;
-    // Merge workers arrive with the merge engine; until then jobs wait in the channel.
-    let _merge_jobs = app.merge_jobs;
-    screenrec::app::serve(listener, app.router, shutdown_signal()).await?;
+    let (_, router) = app.spawn_workers(config.merge.workers);
+    screenrec::app::serve(listener, router, shutdown_signal()).await?;
     Ok(())
+}
+
+async fn merge_files(args: &[String]) -> anyhow::Result<()> {
+    let mut out_dir = None;
+    let mut files = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--out-dir" => out_dir = it.next().map(PathBuf::from),
+            flag if flag.starts_with("--") => anyhow::bail!("unknown option {flag}\n\n{USAGE}"),
+            file => files.push(PathBuf::from(file)),
+        }
+    }
+    let out_dir = out_dir.context("--out-dir DIR is required")?;
+    anyhow::ensure!(!files.is_empty(), "no chunk files given\n\n{USAGE}");
+    let ffmpeg = Ffmpeg::locate(
+        std::env::var_os("FFMPEG_PATH")
+            .map(PathBuf::from)
+            .as_deref(),
+    )?;
+    let source = LocalChunks::from_paths(&files).map_err(code_context)?;
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let work = tempfile::Builder::new()
+        .prefix(".merge-")
+        .tempdir_in(&out_dir)
+        .context("creating a work directory")?;
+    let merged = merge(&ffmpeg, &source, work.path(), &|_| {})
+        .await
+        .map_err(code_context)?;
+    let output = out_dir.join(merged.path.file_name().expect("output has a name"));
+    std::fs::rename(&merged.path, &output)
+        .with_context(|| format!("moving the output to {}", output.display()))?;
+    let mut report = serde_json::to_value(&merged.info)?;
+    report["output"] = json!(output.display().to_string());
+    println!("{report}");
+    Ok(())
+}
+
+/// Keep the library error's stable code in the message.
+fn code_context(e: screenrec::Error) -> anyhow::Error {
+    anyhow::anyhow!("{}: {e}", e.code())
 }
 
 async fn shutdown_signal() {

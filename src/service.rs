@@ -364,22 +364,8 @@ impl Recordings {
             .await
     }
 
-    /// Write the durable manifest from the coordinator's current state.
     pub async fn write_manifest(&self, id: &RecordingId) -> Result<()> {
-        let meta = self.coord.meta(id).await?.ok_or(Error::RecordingNotFound)?;
-        let doc = json!({
-            "version": 1,
-            "recording": StatusView::of(&meta),
-            "tokenSha256": meta.token_hash.as_str(),
-            "indexing": meta.indexing.map(|i| i.as_str()),
-        });
-        self.store
-            .put(
-                &ObjectKey::manifest(id),
-                Bytes::from(serde_json::to_vec_pretty(&doc).expect("JSON values serialize")),
-                "application/json",
-            )
-            .await
+        write_manifest(self.store.as_ref(), self.coord.as_ref(), id).await
     }
 
     /// Whether the dependencies answer.
@@ -387,4 +373,27 @@ impl Recordings {
         self.coord.ping().await?;
         self.store.ping().await
     }
+}
+
+/// Write a recording's durable manifest (`recordings/{id}/manifest.json`) from the coordinator's
+/// current state.
+pub async fn write_manifest(
+    store: &dyn ObjectStore,
+    coord: &dyn Coordinator,
+    id: &RecordingId,
+) -> Result<()> {
+    let meta = coord.meta(id).await?.ok_or(Error::RecordingNotFound)?;
+    let doc = json!({
+        "version": 1,
+        "recording": StatusView::of(&meta),
+        "tokenSha256": meta.token_hash.as_str(),
+        "indexing": meta.indexing.map(|i| i.as_str()),
+    });
+    store
+        .put(
+            &ObjectKey::manifest(id),
+            Bytes::from(serde_json::to_vec_pretty(&doc).expect("JSON values serialize")),
+            "application/json",
+        )
+        .await
 }

@@ -75,7 +75,7 @@ async fn fifty_recordings_over_three_instances_land_whole_and_in_order() {
     let mut intact = 0;
     for (rec, chunks, path, name) in &results {
         let status = client.status(0, rec).await;
-        assert_eq!(status["status"], "stopping", "{name} {path:?}");
+        assert_ne!(status["status"], "recording", "{name} {path:?}");
         assert_eq!(status["chunksReceived"], chunks.len(), "{name} {path:?}");
         let stored = stored_sha256(&store, rec, chunks.len() as u32).await;
         assert_eq!(stored, Recording::sha256_of(chunks), "{name} over {path:?}");

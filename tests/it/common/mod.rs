@@ -5,7 +5,6 @@ pub mod process;
 pub mod upload;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use reqwest::StatusCode;
 use screenrec::app;
@@ -137,6 +136,8 @@ pub async fn env_for(backend: &Backend, dir: &std::path::Path) -> HashMap<String
     }
     env.insert("MAX_CHUNK_BYTES".into(), (1024 * 1024).to_string());
     env.insert("MAX_CHUNKS".into(), "1000".into());
+    // Ingest tests read the stored chunks back after stop; merge tests turn this off.
+    env.insert("KEEP_CHUNKS".into(), "true".into());
     env
 }
 
@@ -158,13 +159,9 @@ pub async fn spawn_app(backend: &Backend) -> TestApp {
     if let StorageConfig::Fs { .. } = config.storage {
         assert_eq!(config.public_base_url, format!("http://{addr}"));
     }
-    let built = app::build(&config).await.unwrap();
-    let state = built.state.clone();
-    // Keep the merge channel open for the test's lifetime.
-    let jobs = Arc::new(tokio::sync::Mutex::new(built.merge_jobs));
+    let (state, router) = app::build(&config).await.unwrap().spawn_workers(2);
     let server = tokio::spawn(async move {
-        let _jobs = jobs;
-        app::serve(listener, built.router, std::future::pending())
+        app::serve(listener, router, std::future::pending())
             .await
             .unwrap();
     });

@@ -1,0 +1,434 @@
+//! Running the bundled ffmpeg: the remux (chunks streamed into stdin, or the concat demuxer for
+//! restart-style recordings) and the inspection of the output, all with `-c copy`.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use futures::StreamExt;
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::process::{ChildStdin, Command};
+
+use super::plan::{Format, FramecrcReport, Layout, output_container, parse_duration};
+use super::source::ChunkSource;
+use crate::domain::Container;
+use crate::error::{Error, Result};
+
+/// Chunks fetched ahead of the one being written to ffmpeg. Memory stays bounded by this many
+/// chunks, whatever the recording's length.
+const PREFETCH: usize = 4;
+const STDERR_LINES: usize = 30;
+
+/// Where the bundled ffmpeg is looked for when `FFMPEG_PATH` is unset: the install location of
+/// `infra/ffmpeg/install.sh`, then the Lambda layer's.
+pub fn bundled_candidates() -> Vec<PathBuf> {
+    let tools = std::env::var_os("SCREENREC_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/screenrec-tools"));
+    vec![
+        tools.join("ffmpeg/ffmpeg"),
+        PathBuf::from("/opt/bin/ffmpeg"),
+    ]
+}
+
+#[derive(Clone, Debug)]
+pub struct Ffmpeg {
+    path: PathBuf,
+}
+
+fn is_executable(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+impl Ffmpeg {
+    /// The override if given (it must exist), else the bundled binary.
+    pub fn locate(override_path: Option<&Path>) -> Result<Self> {
+        if let Some(p) = override_path {
+            return if is_executable(p) {
+                Ok(Self { path: p.to_owned() })
+            } else {
+                Err(Error::FfmpegMissing(format!(
+                    "FFMPEG_PATH={} is not an executable file",
+                    p.display()
+                )))
+            };
+        }
+        let candidates = bundled_candidates();
+        candidates
+            .iter()
+            .find(|p| is_executable(p))
+            .map(|p| Self { path: p.clone() })
+            .ok_or_else(|| {
+                Error::FfmpegMissing(format!(
+                    "no bundled ffmpeg at {}; run infra/ffmpeg/install.sh or set FFMPEG_PATH",
+                    candidates
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ))
+            })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.path);
+        cmd.args(["-hide_banner", "-nostdin"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+}
+
+/// What the merged video is, measured from the output file itself.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputInfo {
+    pub container: &'static str,
+    pub content_type: &'static str,
+    pub layout: &'static str,
+    pub duration_s: f64,
+    pub size_bytes: u64,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub frame_rate: Option<f64>,
+    pub video_frames: u64,
+    pub audio_frames: u64,
+}
+
+pub struct Merged {
+    pub path: PathBuf,
+    pub container: Container,
+    pub info: OutputInfo,
+}
+
+fn muxer(c: Container) -> &'static str {
+    match c {
+        Container::WebM => "webm",
+        Container::Matroska => "matroska",
+        Container::Mp4 => "mp4",
+    }
+}
+
+pub fn content_type(c: Container) -> &'static str {
+    match c {
+        Container::WebM => "video/webm",
+        Container::Matroska => "video/x-matroska",
+        Container::Mp4 => "video/mp4",
+    }
+}
+
+/// Merge a recording's chunks into one seekable file in `work`, never re-encoding.
+/// `progress` receives whole percents as the output grows.
+pub async fn merge(
+    ffmpeg: &Ffmpeg,
+    source: &dyn ChunkSource,
+    work: &Path,
+    progress: &(dyn Fn(u8) + Send + Sync),
+) -> Result<Merged> {
+    let count = source.count();
+    if count == 0 {
+        return Err(Error::MissingChunks {
+            count: 0,
+            missing_total: 0,
+            missing: vec![],
+        });
+    }
+    let chunk0 = source.fetch(0).await?;
+    let format = Format::sniff(&chunk0)?;
+    let chunk1 = if count > 1 {
+        Some(source.fetch(1).await?)
+    } else {
+        None
+    };
+    let layout = Layout::detect(format, chunk1.as_deref());
+    let container = output_container(format, &chunk0);
+    let out = work.join(format!("output.{}", container.extension()));
+    let mut cmd = ffmpeg.command();
+    cmd.args(["-loglevel", "warning", "-progress", "pipe:1", "-nostats"]);
+    let total = source.total_bytes();
+    match layout {
+        Layout::Timeslice => {
+            // Byte concatenation into one remux: the chunks are one byte stream.
+            cmd.args(["-f", format.demuxer(), "-i", "pipe:0"]);
+            output_args(&mut cmd, container, &out);
+            let head = [Some(chunk0), chunk1]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>();
+            let feed = move |mut stdin: ChildStdin| async move {
+                let first = head.len() as u32;
+                for bytes in head {
+                    stdin.write_all(&bytes).await.map_err(pipe_err)?;
+                }
+                let mut rest = futures::stream::iter(first..count)
+                    .map(|i| async move { source.fetch(i).await.map(|b| (i, b)) })
+                    .buffered(PREFETCH);
+                while let Some(next) = rest.next().await {
+                    let (i, bytes) = next?;
+                    layout.check_chunk(format, i, &bytes)?;
+                    stdin.write_all(&bytes).await.map_err(pipe_err)?;
+                }
+                stdin.shutdown().await.map_err(pipe_err)
+            };
+            run(cmd, total, progress, Some(feed)).await?;
+        }
+        Layout::Restart => {
+            // Every chunk is a complete file with timestamps from 0: the concat demuxer.
+            let ext = container.extension();
+            let list_path = work.join("chunks.txt");
+            let mut list = String::new();
+            let mut files = futures::stream::iter(0..count)
+                .map(|i| {
+                    let (c0, c1) = (chunk0.clone(), chunk1.clone());
+                    async move {
+                        let bytes = match i {
+                            0 => c0,
+                            1 => c1.expect("chunk 1 was fetched"),
+                            _ => source.fetch(i).await?,
+                        };
+                        layout.check_chunk(format, i, &bytes)?;
+                        let path = work.join(format!("chunk-{i:08}.{ext}"));
+                        tokio::fs::write(&path, &bytes)
+                            .await
+                            .map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?;
+                        Ok::<_, Error>(path)
+                    }
+                })
+                .buffered(PREFETCH);
+            while let Some(path) = files.next().await {
+                list.push_str(&format!("file '{}'\n", path?.display()));
+            }
+            tokio::fs::write(&list_path, list)
+                .await
+                .map_err(|e| Error::Storage(format!("{}: {e}", list_path.display())))?;
+            cmd.args(["-f", "concat", "-safe", "0", "-i"])
+                .arg(&list_path);
+            output_args(&mut cmd, container, &out);
+            run(
+                cmd,
+                total,
+                progress,
+                None::<fn(ChildStdin) -> std::future::Ready<Result<()>>>,
+            )
+            .await?;
+        }
+    }
+    let info = inspect(ffmpeg, &out, container, layout).await?;
+    progress(100);
+    Ok(Merged {
+        path: out,
+        container,
+        info,
+    })
+}
+
+fn output_args(cmd: &mut Command, container: Container, out: &Path) {
+    cmd.args(["-map", "0", "-c", "copy"]);
+    if container == Container::Mp4 {
+        cmd.args(["-movflags", "+faststart"]);
+    }
+    cmd.args(["-f", muxer(container), "-y"]).arg(out);
+}
+
+fn pipe_err(e: std::io::Error) -> Error {
+    Error::FfmpegFailed(format!("writing to ffmpeg: {e}"))
+}
+
+fn spawn_err(e: std::io::Error) -> Error {
+    Error::FfmpegMissing(format!("starting ffmpeg: {e}"))
+}
+
+/// What ffmpeg said on stderr: its last lines, for error messages, and the first of its
+/// complaints about timestamps going backwards (ffmpeg "fixes" those and exits 0, so they are
+/// the only sign of chunks out of order).
+#[derive(Default)]
+struct Stderr {
+    tail: String,
+    backwards: Option<String>,
+}
+
+async fn read_stderr(r: impl AsyncRead + Unpin, keep: usize) -> Stderr {
+    let mut lines = BufReader::new(r).lines();
+    let mut tail = VecDeque::with_capacity(keep);
+    let mut backwards = None;
+    while let Ok(Some(line)) = lines.next_line().await {
+        if backwards.is_none()
+            && (line.contains("Non-monotonic DTS") || line.contains("non monotonically increasing"))
+        {
+            backwards = Some(line.clone());
+        }
+        if tail.len() == keep {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+    Stderr {
+        tail: Vec::from(tail).join("\n"),
+        backwards,
+    }
+}
+
+/// Run a remux: feed stdin (if any), turn `-progress` output into percents, and fail with
+/// ffmpeg's own words when it fails.
+async fn run<F, Fut>(
+    mut cmd: Command,
+    total_in: u64,
+    progress: &(dyn Fn(u8) + Send + Sync),
+    feed: Option<F>,
+) -> Result<()>
+where
+    F: FnOnce(ChildStdin) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    if feed.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd.spawn().map_err(spawn_err)?;
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let feeding = async {
+        match (feed, stdin) {
+            (Some(f), Some(stdin)) => f(stdin).await,
+            _ => Ok(()),
+        }
+    };
+    let reporting = async {
+        let mut lines = BufReader::new(stdout).lines();
+        let mut last = 0u8;
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(size) = line
+                .strip_prefix("total_size=")
+                .and_then(|v| v.parse::<u64>().ok())
+                && total_in > 0
+            {
+                let pct = (size.saturating_mul(100) / total_in).min(99) as u8;
+                if pct > last {
+                    last = pct;
+                    progress(pct);
+                }
+            }
+        }
+    };
+    let (fed, (), errors, status) = tokio::join!(
+        feeding,
+        reporting,
+        read_stderr(stderr, STDERR_LINES),
+        child.wait()
+    );
+    let status = status.map_err(|e| Error::FfmpegFailed(format!("waiting for ffmpeg: {e}")))?;
+    if !status.success() {
+        return Err(Error::FfmpegFailed(format!("{status}: {}", errors.tail)));
+    }
+    fed?;
+    match errors.backwards {
+        Some(line) => Err(Error::TimestampsOutOfOrder(line)),
+        None => Ok(()),
+    }
+}
+
+/// Read the output back with ffmpeg (`-c copy -f framecrc`): codecs, dimensions, packet counts
+/// and timestamps, and the container's duration. Refuses an output that is not a whole,
+/// seekable recording.
+async fn inspect(
+    ffmpeg: &Ffmpeg,
+    out: &Path,
+    container: Container,
+    layout: Layout,
+) -> Result<OutputInfo> {
+    let mut cmd = ffmpeg.command();
+    cmd.arg("-i")
+        .arg(out)
+        .args(["-map", "0", "-c", "copy", "-f", "framecrc", "-"]);
+    let mut child = cmd.spawn().map_err(spawn_err)?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let listing = async {
+        let mut report = FramecrcReport::default();
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            report.feed(&line);
+        }
+        report
+    };
+    let (report, errors, status) = tokio::join!(listing, read_stderr(stderr, 200), child.wait());
+    let errors = errors.tail;
+    let status = status.map_err(|e| Error::FfmpegFailed(format!("waiting for ffmpeg: {e}")))?;
+    if !status.success() {
+        return Err(Error::OutputInvalid(format!(
+            "ffmpeg cannot read it back: {errors}"
+        )));
+    }
+    report.check()?;
+    let duration_s = parse_duration(&errors)
+        .filter(|d| *d > 0.0)
+        .ok_or_else(|| Error::OutputInvalid("the container has no duration".into()))?;
+    if container == Container::Mp4 {
+        check_faststart(out).await?;
+    }
+    let size_bytes = tokio::fs::metadata(out)
+        .await
+        .map_err(|e| Error::Storage(format!("{}: {e}", out.display())))?
+        .len();
+    let video = report.video();
+    let audio = report.audio();
+    let frame_rate = video
+        .filter(|v| v.packets > 1 && v.span_seconds() > 0.0)
+        .map(|v| ((v.packets - 1) as f64 / v.span_seconds() * 100.0).round() / 100.0);
+    Ok(OutputInfo {
+        container: container.extension(),
+        content_type: content_type(container),
+        layout: layout.as_str(),
+        duration_s: (duration_s * 1000.0).round() / 1000.0,
+        size_bytes,
+        video_codec: video.map(|v| v.codec.clone()),
+        audio_codec: audio.map(|a| a.codec.clone()),
+        width: video.and_then(|v| v.width),
+        height: video.and_then(|v| v.height),
+        frame_rate,
+        video_frames: video.map_or(0, |v| v.packets),
+        audio_frames: audio.map_or(0, |a| a.packets),
+    })
+}
+
+/// An MP4 is seekable from the start only when `moov` comes before `mdat`.
+async fn check_faststart(path: &Path) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let io = |e: std::io::Error| Error::Storage(format!("{}: {e}", path.display()));
+    let mut f = tokio::fs::File::open(path).await.map_err(io)?;
+    let len = f.metadata().await.map_err(io)?.len();
+    let mut pos = 0u64;
+    while pos + 8 <= len {
+        f.seek(std::io::SeekFrom::Start(pos)).await.map_err(io)?;
+        let mut header = [0u8; 16];
+        f.read_exact(&mut header[..8]).await.map_err(io)?;
+        let mut size = u64::from(u32::from_be_bytes(header[..4].try_into().expect("4 bytes")));
+        match &header[4..8] {
+            b"moov" => return Ok(()),
+            b"mdat" | b"moof" => break,
+            _ => {}
+        }
+        if size == 1 {
+            f.read_exact(&mut header[8..16]).await.map_err(io)?;
+            size = u64::from_be_bytes(header[8..16].try_into().expect("8 bytes"));
+        }
+        if size < 8 {
+            break;
+        }
+        pos += size;
+    }
+    Err(Error::OutputInvalid(
+        "MP4 output has no moov before its media".into(),
+    ))
+}

@@ -1,0 +1,241 @@
+//! The merge: a stopped recording's chunks become one verified, seekable video, remuxed by the
+//! bundled ffmpeg without re-encoding.
+//!
+//! [`plan`] decides (pure), [`ffmpeg`] runs, [`source`] reads chunks, and [`Merger`] is the use
+//! case: take the job, merge, upload, record the outcome. [`run_workers`] is the embedded
+//! worker pool.
+
+pub mod ffmpeg;
+pub mod plan;
+pub mod source;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::{Semaphore, mpsc};
+use tracing::{Instrument, error, info, info_span, warn};
+
+pub use self::ffmpeg::{Ffmpeg, Merged, OutputInfo, merge};
+pub use self::source::{ChunkSource, LocalChunks, StoredChunks};
+use crate::coord::{Coordinator, Failure, StateUpdate};
+use crate::domain::{ChunkIndex, ObjectKey, RecordingId, RecordingState};
+use crate::error::{Error, Result};
+use crate::queue::MergeJob;
+use crate::service::write_manifest;
+use crate::store::ObjectStore;
+
+#[derive(Clone, Debug)]
+pub struct MergeSettings {
+    pub ffmpeg: Ffmpeg,
+    /// Where merges write their temporary files (chunks for the concat demuxer, the output).
+    pub work_dir: PathBuf,
+    /// Keep the chunk objects after a successful merge.
+    pub keep_chunks: bool,
+}
+
+/// What became of a merge job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Ready,
+    /// The recording cannot be merged; it is now `failed` with this code.
+    Failed(&'static str),
+    /// Nothing to do: the recording was already ready or failed.
+    AlreadyDone,
+}
+
+/// Called with each recording's merge progress in percent.
+pub type ProgressHook = Arc<dyn Fn(&RecordingId, u8) + Send + Sync>;
+
+pub struct Merger {
+    store: Arc<dyn ObjectStore>,
+    coord: Arc<dyn Coordinator>,
+    settings: MergeSettings,
+    progress: ProgressHook,
+}
+
+impl Merger {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        coord: Arc<dyn Coordinator>,
+        settings: MergeSettings,
+        progress: ProgressHook,
+    ) -> Self {
+        Self {
+            store,
+            coord,
+            settings,
+            progress,
+        }
+    }
+
+    /// Merge one recording. Idempotent: a job for a finished recording does nothing, and a
+    /// job taken over from a dead worker (`merging`) starts again and writes the same key.
+    /// A transient error (storage, Redis) is returned so the queue retries; any other failure
+    /// marks the recording `failed` with its code.
+    pub async fn run(&self, id: &RecordingId) -> Result<Outcome> {
+        let meta = self.coord.meta(id).await?.ok_or(Error::RecordingNotFound)?;
+        match meta.state {
+            RecordingState::Ready | RecordingState::Failed => return Ok(Outcome::AlreadyDone),
+            RecordingState::Recording => {
+                return Err(Error::NotReady {
+                    state: meta.state.as_str(),
+                });
+            }
+            RecordingState::Stopping => {
+                if !self
+                    .coord
+                    .transition(
+                        id,
+                        RecordingState::Stopping,
+                        RecordingState::Merging,
+                        StateUpdate::default(),
+                    )
+                    .await?
+                {
+                    return Box::pin(self.run(id)).await;
+                }
+            }
+            RecordingState::Merging => info!(recording_id = %id, "taking over a merge"),
+        }
+        let count = meta
+            .chunk_count
+            .ok_or_else(|| Error::Internal("stopped recording has no chunk count".into()))?;
+        match self.merge_and_upload(id, count).await {
+            Ok(output) => {
+                self.coord
+                    .transition(
+                        id,
+                        RecordingState::Merging,
+                        RecordingState::Ready,
+                        StateUpdate {
+                            output: Some(output.to_string()),
+                            ..StateUpdate::default()
+                        },
+                    )
+                    .await?;
+                self.finish(id, count).await;
+                info!(recording_id = %id, output = %output, "recording ready");
+                Ok(Outcome::Ready)
+            }
+            Err(e) if e.is_transient() => Err(e),
+            Err(e) => {
+                warn!(recording_id = %id, code = e.code(), error = %e, "merge failed");
+                self.fail(id, &e).await?;
+                Ok(Outcome::Failed(e.code()))
+            }
+        }
+    }
+
+    /// Mark the recording failed with `e` (used too when retries of a transient error run out).
+    pub async fn fail(&self, id: &RecordingId, e: &Error) -> Result<()> {
+        let update = StateUpdate {
+            failure: Some(Failure {
+                code: e.code().to_owned(),
+                message: e.to_string(),
+            }),
+            ..StateUpdate::default()
+        };
+        for from in [RecordingState::Merging, RecordingState::Stopping] {
+            if self
+                .coord
+                .transition(id, from, RecordingState::Failed, update.clone())
+                .await?
+            {
+                break;
+            }
+        }
+        if let Err(e) = write_manifest(self.store.as_ref(), self.coord.as_ref(), id).await {
+            warn!(recording_id = %id, error = %e, "manifest not updated");
+        }
+        Ok(())
+    }
+
+    async fn merge_and_upload(&self, id: &RecordingId, count: u32) -> Result<serde_json::Value> {
+        let source = StoredChunks {
+            store: self.store.clone(),
+            id: id.clone(),
+            chunks: self.coord.chunks(id).await?,
+            count,
+        };
+        tokio::fs::create_dir_all(&self.settings.work_dir)
+            .await
+            .map_err(|e| Error::Internal(format!("creating merge work dir: {e}")))?;
+        let work = tempfile::Builder::new()
+            .prefix(&format!("merge-{id}-"))
+            .tempdir_in(&self.settings.work_dir)
+            .map_err(|e| Error::Internal(format!("creating merge work dir: {e}")))?;
+        let progress = |pct: u8| (self.progress)(id, pct);
+        let merged = merge(&self.settings.ffmpeg, &source, work.path(), &progress).await?;
+        let key = ObjectKey::output(id, merged.container);
+        self.store
+            .put_file(&key, &merged.path, merged.info.content_type)
+            .await?;
+        let mut output = serde_json::to_value(&merged.info).expect("serializable");
+        output["key"] = json!(key.as_str());
+        Ok(output)
+    }
+
+    /// After success: the durable manifest, and the chunks removed unless kept.
+    async fn finish(&self, id: &RecordingId, count: u32) {
+        if let Err(e) = write_manifest(self.store.as_ref(), self.coord.as_ref(), id).await {
+            warn!(recording_id = %id, error = %e, "manifest not updated");
+        }
+        if self.settings.keep_chunks {
+            return;
+        }
+        for i in 0..count {
+            let key = ObjectKey::chunk(id, ChunkIndex::new(i));
+            if let Err(e) = self.store.delete(&key).await {
+                warn!(recording_id = %id, error = %e, "chunk not deleted");
+            }
+        }
+    }
+}
+
+/// Retries of a merge that failed for a transient reason, in the embedded pool.
+const ATTEMPTS: u32 = 4;
+
+/// The embedded worker pool: up to `workers` merges at once from the in-process queue.
+pub async fn run_workers(
+    merger: Arc<Merger>,
+    mut jobs: mpsc::UnboundedReceiver<MergeJob>,
+    workers: usize,
+) {
+    let slots = Arc::new(Semaphore::new(workers.max(1)));
+    while let Some(job) = jobs.recv().await {
+        let Ok(id) = RecordingId::parse(&job.recording_id) else {
+            error!(job = ?job, "merge job with an invalid recording id dropped");
+            continue;
+        };
+        let permit = slots.clone().acquire_owned().await.expect("semaphore open");
+        let merger = merger.clone();
+        let span = info_span!("merge", recording_id = %id);
+        tokio::spawn(
+            async move {
+                let _permit = permit;
+                for attempt in 1..=ATTEMPTS {
+                    match merger.run(&id).await {
+                        Ok(outcome) => {
+                            info!(?outcome, "merge job done");
+                            return;
+                        }
+                        Err(e) if attempt < ATTEMPTS && e.is_transient() => {
+                            warn!(attempt, error = %e, "merge attempt failed; retrying");
+                            tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+                        }
+                        Err(e) => {
+                            error!(error = %e, "merge failed");
+                            if let Err(e2) = merger.fail(&id, &e).await {
+                                error!(error = %e2, "could not record the failure");
+                            }
+                            return;
+                        }
+                    }
+                }
+            }
+            .instrument(span),
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! Where a merge reads its chunks from: object storage (the service) or local files (the CLI).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::domain::{ChunkDigest, ChunkIndex, ChunkRecord, ObjectKey, RecordingId};
+use crate::error::{Error, Result};
+use crate::store::{ObjectStore, read_all};
+
+#[async_trait]
+pub trait ChunkSource: Send + Sync {
+    /// Number of chunks, indices `0..count`.
+    fn count(&self) -> u32;
+
+    /// Total bytes of all chunks (for progress).
+    fn total_bytes(&self) -> u64;
+
+    /// Chunk `index`'s bytes, checked against what was received where that is known.
+    async fn fetch(&self, index: u32) -> Result<Bytes>;
+}
+
+/// A stopped recording's chunks in object storage, each checked against the digest the
+/// coordinator recorded when it was received.
+pub struct StoredChunks {
+    pub store: Arc<dyn ObjectStore>,
+    pub id: RecordingId,
+    pub chunks: BTreeMap<u32, ChunkRecord>,
+    pub count: u32,
+}
+
+#[async_trait]
+impl ChunkSource for StoredChunks {
+    fn count(&self) -> u32 {
+        self.count
+    }
+
+    fn total_bytes(&self) -> u64 {
+        self.chunks.values().map(|c| c.digest.size).sum()
+    }
+
+    async fn fetch(&self, index: u32) -> Result<Bytes> {
+        let expected =
+            self.chunks
+                .get(&index)
+                .filter(|c| c.stored)
+                .ok_or(Error::MissingChunks {
+                    count: self.count,
+                    missing_total: 1,
+                    missing: vec![index],
+                })?;
+        let bytes = read_all(
+            self.store.as_ref(),
+            &ObjectKey::chunk(&self.id, ChunkIndex::new(index)),
+        )
+        .await
+        .map_err(|e| match e {
+            Error::NotFound => Error::ChunkCorrupted { index },
+            other => other,
+        })?;
+        if ChunkDigest::of(&bytes) != expected.digest {
+            return Err(Error::ChunkCorrupted { index });
+        }
+        Ok(bytes)
+    }
+}
+
+/// Chunk files on disk, numbered by the last number in each file name before its extension
+/// (`chunk-000006.webm` is index 6).
+pub struct LocalChunks {
+    files: Vec<(PathBuf, u64)>,
+}
+
+/// The last run of digits in a file name, extension aside (`chunk-000004.mp4` is 4).
+pub fn index_from_name(path: &std::path::Path) -> Option<u32> {
+    let name = path.file_stem()?.to_str()?;
+    let end = name.rfind(|c: char| c.is_ascii_digit())? + 1;
+    let start = name[..end]
+        .rfind(|c: char| !c.is_ascii_digit())
+        .map_or(0, |i| i + 1);
+    name[start..end].parse().ok()
+}
+
+impl LocalChunks {
+    /// Order the files by index, refusing names without a number, duplicates and gaps.
+    pub fn from_paths(paths: &[PathBuf]) -> Result<Self> {
+        let mut by_index = BTreeMap::new();
+        for p in paths {
+            let index = index_from_name(p).ok_or_else(|| {
+                Error::InvalidSeq(format!("{} has no chunk number in its name", p.display()))
+            })?;
+            if by_index.insert(index, p.clone()).is_some() {
+                return Err(Error::DuplicateChunk { index });
+            }
+        }
+        let count = by_index.keys().next_back().map_or(0, |m| m + 1);
+        let missing: Vec<u32> = (0..count).filter(|i| !by_index.contains_key(i)).collect();
+        if count == 0 || !missing.is_empty() {
+            return Err(Error::MissingChunks {
+                count,
+                missing_total: missing.len() as u32,
+                missing,
+            });
+        }
+        let files = by_index
+            .into_values()
+            .map(|p| {
+                let size = std::fs::metadata(&p)
+                    .map_err(|e| Error::Storage(format!("{}: {e}", p.display())))?
+                    .len();
+                Ok((p, size))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { files })
+    }
+}
+
+#[async_trait]
+impl ChunkSource for LocalChunks {
+    fn count(&self) -> u32 {
+        self.files.len() as u32
+    }
+
+    fn total_bytes(&self) -> u64 {
+        self.files.iter().map(|(_, s)| s).sum()
+    }
+
+    async fn fetch(&self, index: u32) -> Result<Bytes> {
+        let (path, _) = &self.files[index as usize];
+        tokio::fs::read(path)
+            .await
+            .map(Bytes::from)
+            .map_err(|e| Error::Storage(format!("{}: {e}", path.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn indices_come_from_the_last_number() {
+        assert_eq!(index_from_name(Path::new("chunk-000006.webm")), Some(6));
+        assert_eq!(
+            index_from_name(Path::new("/a/b9/rec2-part-12.mkv")),
+            Some(12)
+        );
+        assert_eq!(index_from_name(Path::new("7")), Some(7));
+        assert_eq!(index_from_name(Path::new("chunk-000004.mp4")), Some(4));
+        assert_eq!(index_from_name(Path::new("chunk.webm")), None);
+    }
+
+    #[test]
+    fn gaps_and_duplicates_are_refused() {
+        let p = |s: &str| PathBuf::from(s);
+        let e = LocalChunks::from_paths(&[p("c-0.webm"), p("c-2.webm")])
+            .err()
+            .unwrap();
+        assert_eq!(e.code(), "missing_chunks");
+        let e = LocalChunks::from_paths(&[p("c-0.webm"), p("d-000.webm")])
+            .err()
+            .unwrap();
+        assert_eq!(e.code(), "duplicate_chunk");
+        assert!(LocalChunks::from_paths(&[]).is_err());
+    }
+}
