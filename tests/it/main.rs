@@ -5,4 +5,5 @@ mod api;
 mod common;
 mod coordinator;
 mod ha;
+mod merge;
 mod ws_client;

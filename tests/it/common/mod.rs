@@ -1,6 +1,7 @@
 //! Test helpers: the backends to run against, `spawn_app()` on port 0, fixtures, and clients.
 
 pub mod fixtures;
+pub mod media;
 pub mod process;
 pub mod upload;
 
@@ -150,10 +151,18 @@ pub struct TestApp {
 
 /// Start the app in-process on port 0 with `backend`'s adapters.
 pub async fn spawn_app(backend: &Backend) -> TestApp {
+    spawn_app_with(backend, &[]).await
+}
+
+/// [`spawn_app`] with some configuration variables overridden.
+pub async fn spawn_app_with(backend: &Backend, vars: &[(&str, &str)]) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut env = env_for(backend, dir.path()).await;
+    for (k, v) in vars {
+        env.insert((*k).into(), (*v).into());
+    }
     env.insert("BIND_ADDR".into(), addr.to_string());
     let config = Config::from_lookup(|k| env.get(k).cloned()).unwrap();
     if let StorageConfig::Fs { .. } = config.storage {

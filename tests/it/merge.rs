@@ -1,0 +1,361 @@
+//! The merge: every real recording, through the CLI and through the whole service, checked
+//! with ffprobe against a plain remux; damaged sequences never become ready.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::common::fixtures::Recording;
+use crate::common::media::{Probe, assert_matches_reference, reference};
+use crate::common::upload::{Path as Route, Plan, upload};
+use crate::common::{Client, Rec, backends, spawn_app_with};
+
+fn cli(out_dir: &Path, files: &[PathBuf]) -> (bool, Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_screenrec"))
+        .arg("merge")
+        .arg("--out-dir")
+        .arg(out_dir)
+        .args(files)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (
+        out.status.success(),
+        serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Write chunks as `chunk-NNNNNN.ext` files.
+fn write_chunks(dir: &Path, chunks: &[(u32, &Vec<u8>)], ext: &str) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    chunks
+        .iter()
+        .map(|(i, bytes)| {
+            let p = dir.join(format!("chunk-{i:06}.{ext}"));
+            std::fs::write(&p, bytes).unwrap();
+            p
+        })
+        .collect()
+}
+
+fn ext(fixture: &Recording) -> &'static str {
+    if fixture.mime_type.contains("mp4") {
+        "mp4"
+    } else {
+        "webm"
+    }
+}
+
+#[test]
+fn cli_merges_every_fixture_like_a_plain_remux() {
+    let dir = tempfile::tempdir().unwrap();
+    for fixture in Recording::all() {
+        let reference = reference(&fixture, dir.path());
+        let indexed: Vec<(u32, &Vec<u8>)> = fixture
+            .chunks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i as u32, c))
+            .collect();
+        let files = write_chunks(&dir.path().join(&fixture.name), &indexed, ext(&fixture));
+        let out_dir = dir.path().join(format!("out-{}", fixture.name));
+        let (ok, report, stderr) = cli(&out_dir, &files);
+        assert!(ok, "{}: {stderr}", fixture.name);
+        for field in [
+            "output",
+            "container",
+            "videoCodec",
+            "audioCodec",
+            "durationS",
+            "sizeBytes",
+        ] {
+            assert!(
+                report.get(field).is_some(),
+                "{}: no {field} in {report}",
+                fixture.name
+            );
+        }
+        let output = PathBuf::from(report["output"].as_str().unwrap());
+        assert_matches_reference(&output, &reference, &fixture.name);
+        assert_eq!(
+            report["sizeBytes"],
+            std::fs::metadata(&output).unwrap().len()
+        );
+        let expected_container = match fixture.name.as_str() {
+            n if n.starts_with("mp4") => "mp4",
+            n if n.starts_with("h264") => "mkv",
+            _ => "webm",
+        };
+        assert_eq!(report["container"], expected_container, "{}", fixture.name);
+    }
+}
+
+#[test]
+fn cli_refuses_damaged_sequences_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Recording::load("vp8-opus-ts1000");
+    let c = &f.chunks;
+    let n = c.len() as u32;
+    let all = |skip: u32| {
+        (0..n)
+            .filter(|i| *i != skip)
+            .map(|i| (i, &c[i as usize]))
+            .collect::<Vec<_>>()
+    };
+    let mut swapped: Vec<(u32, &Vec<u8>)> = (0..n).map(|i| (i, &c[i as usize])).collect();
+    swapped.swap(4, 5);
+    swapped[4].0 = 4;
+    swapped[5].0 = 5;
+    let mut duplicated: Vec<(u32, &Vec<u8>)> = (0..n).map(|i| (i, &c[i as usize])).collect();
+    duplicated.insert(6, (6, &c[5]));
+    for (k, item) in duplicated.iter_mut().enumerate() {
+        item.0 = k as u32;
+    }
+    let headless: Vec<(u32, &Vec<u8>)> = (1..n).map(|i| (i - 1, &c[i as usize])).collect();
+    let cases: Vec<(&str, Vec<PathBuf>, &str)> = vec![
+        (
+            "gap",
+            write_chunks(&dir.path().join("gap"), &all(5), "webm"),
+            "missing_chunks",
+        ),
+        (
+            "swapped",
+            write_chunks(&dir.path().join("swapped"), &swapped, "webm"),
+            "timestamps_out_of_order",
+        ),
+        (
+            "duplicated",
+            write_chunks(&dir.path().join("duplicated"), &duplicated, "webm"),
+            "timestamps_out_of_order",
+        ),
+        (
+            "headless",
+            write_chunks(&dir.path().join("headless"), &headless, "webm"),
+            "missing_header",
+        ),
+        ("no files", Vec::new(), "no chunk files"),
+    ];
+    for (name, files, code) in cases {
+        let (ok, _, stderr) = cli(&dir.path().join(format!("out-{name}")), &files);
+        assert!(!ok, "{name} merged");
+        assert!(
+            stderr.contains(code),
+            "{name}: expected {code}, got {stderr}"
+        );
+    }
+    // Two files for one index.
+    let twice = write_chunks(&dir.path().join("twice"), &all(99), "webm");
+    let mut files = twice.clone();
+    let extra = dir.path().join("twice/other-000003.webm");
+    std::fs::write(&extra, &c[3]).unwrap();
+    files.push(extra);
+    let (ok, _, stderr) = cli(&dir.path().join("out-twice"), &files);
+    assert!(!ok && stderr.contains("duplicate_chunk"), "{stderr}");
+    // A restart-style chunk inside a timeslice recording.
+    let restart = Recording::load("vp8-restart2000");
+    let mut mixed: Vec<(u32, &Vec<u8>)> = (0..n).map(|i| (i, &c[i as usize])).collect();
+    mixed[3].1 = &restart.chunks[1];
+    let (ok, _, stderr) = cli(
+        &dir.path().join("out-mixed"),
+        &write_chunks(&dir.path().join("mixed"), &mixed, "webm"),
+    );
+    assert!(!ok && stderr.contains("mixed_chunk_layout"), "{stderr}");
+}
+
+async fn wait_for_terminal(client: &Client, rec: &Rec) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = client.status(0, rec).await;
+        if s["status"] == "ready" || s["status"] == "failed" {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "merge did not finish: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Follow `GET /download` to the presigned URL and save the video.
+async fn download(client: &Client, rec: &Rec, to: &Path) -> reqwest::header::HeaderMap {
+    let r = client
+        .send(
+            0,
+            Method::GET,
+            &format!("/recordings/{}/download", rec.id),
+            Some(&rec.token),
+            None,
+        )
+        .await
+        .expect(302);
+    let url = r["downloadUrl"].as_str().unwrap().to_owned();
+    let res = client.http.get(&url).send().await.unwrap();
+    assert!(
+        res.status().is_success(),
+        "download {url}: {}",
+        res.status()
+    );
+    let headers = res.headers().clone();
+    std::fs::write(to, res.bytes().await.unwrap()).unwrap();
+    headers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fixture_becomes_a_downloadable_seekable_video_on_every_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = Recording::all();
+    let references: Vec<Probe> = fixtures.iter().map(|f| reference(f, dir.path())).collect();
+    for backend in backends() {
+        let app = spawn_app_with(&backend, &[("KEEP_CHUNKS", "false")]).await;
+        let client = app.client();
+        for (fixture, reference) in fixtures.iter().zip(&references) {
+            let label = format!("{} / {}", backend.name, fixture.name);
+            let rec = client.create(&fixture.mime_type).await;
+            upload(
+                &client,
+                &rec,
+                &fixture.chunks,
+                Route::Server,
+                Plan::default(),
+            )
+            .await;
+            client
+                .stop(0, &rec, fixture.chunks.len() as u32)
+                .await
+                .expect(202);
+            let status = wait_for_terminal(&client, &rec).await;
+            assert_eq!(status["status"], "ready", "{label}: {status}");
+            let output = &status["output"];
+            for field in [
+                "durationS",
+                "sizeBytes",
+                "container",
+                "videoCodec",
+                "width",
+                "height",
+                "frameRate",
+            ] {
+                assert!(
+                    !output[field].is_null(),
+                    "{label}: output lacks {field}: {status}"
+                );
+            }
+            let file = dir.path().join(format!(
+                "{}-{}.{}",
+                backend.name,
+                fixture.name,
+                output["container"].as_str().unwrap()
+            ));
+            let headers = download(&client, &rec, &file).await;
+            let disposition = headers
+                .get("content-disposition")
+                .map(|v| v.to_str().unwrap().to_owned());
+            assert!(
+                disposition
+                    .as_deref()
+                    .is_some_and(|d| d.contains(&format!("recording-{}", rec.id))),
+                "{label}: Content-Disposition {disposition:?}"
+            );
+            assert_matches_reference(&file, reference, &label);
+            assert_eq!(
+                output["sizeBytes"],
+                std::fs::metadata(&file).unwrap().len(),
+                "{label}"
+            );
+            // The chunks are gone once the output is safe.
+            let id = screenrec::domain::RecordingId::parse(&rec.id).unwrap();
+            let chunk0 =
+                screenrec::domain::ObjectKey::chunk(&id, screenrec::domain::ChunkIndex::new(0));
+            assert!(
+                app.state
+                    .recordings
+                    .store()
+                    .head(&chunk0)
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "{label}"
+            );
+            let manifest = screenrec::store::read_all(
+                app.state.recordings.store().as_ref(),
+                &screenrec::domain::ObjectKey::manifest(&id),
+            )
+            .await
+            .unwrap();
+            let manifest: Value = serde_json::from_slice(&manifest).unwrap();
+            assert_eq!(manifest["recording"]["status"], "ready", "{label}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_recordings_fail_with_a_code_and_never_become_ready() {
+    let f = Recording::load("vp8-opus-ts1000");
+    for backend in backends() {
+        let app = spawn_app_with(&backend, &[]).await;
+        let client = app.client();
+        let mut cases: Vec<(&str, Vec<Vec<u8>>, &str)> = Vec::new();
+        let mut swapped = f.chunks.clone();
+        swapped.swap(4, 5);
+        cases.push(("swapped", swapped, "timestamps_out_of_order"));
+        cases.push(("headless", f.chunks[1..].to_vec(), "missing_header"));
+        let mut mixed = f.chunks.clone();
+        mixed[2] = Recording::load("vp8-restart2000").chunks[0].clone();
+        cases.push(("mixed", mixed, "mixed_chunk_layout"));
+        for (name, chunks, code) in cases {
+            let rec = client.create(&f.mime_type).await;
+            upload(&client, &rec, &chunks, Route::Server, Plan::default()).await;
+            client.stop(0, &rec, chunks.len() as u32).await.expect(202);
+            let status = wait_for_terminal(&client, &rec).await;
+            assert_eq!(
+                status["status"], "failed",
+                "{} / {name}: {status}",
+                backend.name
+            );
+            assert_eq!(
+                status["error"]["code"], code,
+                "{} / {name}: {status}",
+                backend.name
+            );
+            client
+                .send(
+                    0,
+                    Method::GET,
+                    &format!("/recordings/{}/download", rec.id),
+                    Some(&rec.token),
+                    None,
+                )
+                .await
+                .expect_error(409, "not_ready");
+        }
+        // A chunk object changed in storage after it was received.
+        let rec = client.create(&f.mime_type).await;
+        upload(&client, &rec, &f.chunks, Route::Server, Plan::default()).await;
+        let id = screenrec::domain::RecordingId::parse(&rec.id).unwrap();
+        let key = screenrec::domain::ObjectKey::chunk(&id, screenrec::domain::ChunkIndex::new(7));
+        app.state
+            .recordings
+            .store()
+            .put(&key, bytes::Bytes::from(f.chunks[8].clone()), "video/webm")
+            .await
+            .unwrap();
+        client
+            .stop(0, &rec, f.chunks.len() as u32)
+            .await
+            .expect(202);
+        let status = wait_for_terminal(&client, &rec).await;
+        assert_eq!(
+            status["error"]["code"], "chunk_corrupted",
+            "{}: {status}",
+            backend.name
+        );
+        assert_eq!(
+            status["error"]["message"]
+                .as_str()
+                .map(|m| m.contains("chunk 7")),
+            Some(true)
+        );
+    }
+}
