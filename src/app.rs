@@ -13,23 +13,33 @@ use crate::coord::{Coordinator, MemoryCoordinator, RedisCoordinator};
 use crate::domain::random_bytes;
 use crate::error::{Error, Result};
 use crate::http::{AppState, router};
-use crate::merge::{Ffmpeg, MergeSettings, Merger, run_workers};
-use crate::queue::{ChannelQueue, MergeJob};
+use crate::merge::{Ffmpeg, MergeSettings, Merger, run_stream_workers, run_workers};
+use crate::queue::{ChannelQueue, MergeJob, MergeQueue, RedisQueue};
 use crate::service::Recordings;
 use crate::store::{FsStore, ObjectStore, S3Store, UrlSigner};
+
+/// Where this instance's merge workers take jobs from.
+pub enum Jobs {
+    /// The in-process channel of the embedded mode.
+    Local(UnboundedReceiver<MergeJob>),
+    /// The Redis Stream shared by every instance.
+    Stream(Arc<RedisQueue>),
+}
 
 pub struct App {
     pub state: AppState,
     pub router: Router,
-    /// Merge jobs queued in this process, for the local worker pool.
-    pub merge_jobs: UnboundedReceiver<MergeJob>,
+    pub jobs: Jobs,
     pub merger: Arc<Merger>,
 }
 
 impl App {
     /// Start this instance's merge workers on the queued jobs.
     pub fn spawn_workers(self, workers: usize) -> (AppState, Router) {
-        tokio::spawn(run_workers(self.merger, self.merge_jobs, workers));
+        match self.jobs {
+            Jobs::Local(rx) => tokio::spawn(run_workers(self.merger, rx, workers)),
+            Jobs::Stream(q) => tokio::spawn(run_stream_workers(self.merger, q, workers)),
+        };
         (self.state, self.router)
     }
 }
@@ -54,17 +64,34 @@ pub async fn build(config: &Config) -> Result<App> {
             (Arc::new(S3Store::connect(s3).await), None)
         }
     };
-    let coord: Arc<dyn Coordinator> = match &config.redis_url {
-        Some(url) => {
-            info!("coordination: Redis");
-            Arc::new(RedisCoordinator::connect(url, config.recording_ttl).await?)
-        }
-        None => {
-            warn!("REDIS_URL is unset: in-process coordination, single instance only");
-            Arc::new(MemoryCoordinator::new())
-        }
-    };
-    let (queue, merge_jobs) = ChannelQueue::new();
+    let (coord, queue, jobs): (Arc<dyn Coordinator>, Arc<dyn MergeQueue>, Jobs) =
+        match &config.redis_url {
+            Some(url) => {
+                info!("coordination and merge queue: Redis");
+                let consumer = format!(
+                    "{}-{}",
+                    std::process::id(),
+                    hex::encode(random_bytes::<4>())
+                );
+                let prefix = &config.redis_prefix;
+                let queue =
+                    Arc::new(RedisQueue::connect(url, prefix, consumer, config.merge.lease).await?);
+                (
+                    Arc::new(RedisCoordinator::connect(url, prefix, config.recording_ttl).await?),
+                    queue.clone(),
+                    Jobs::Stream(queue),
+                )
+            }
+            None => {
+                warn!("REDIS_URL is unset: in-process coordination, single instance only");
+                let (queue, rx) = ChannelQueue::new();
+                (
+                    Arc::new(MemoryCoordinator::new()),
+                    Arc::new(queue),
+                    Jobs::Local(rx),
+                )
+            }
+        };
     let merger = Arc::new(Merger::new(
         store.clone(),
         coord.clone(),
@@ -75,17 +102,12 @@ pub async fn build(config: &Config) -> Result<App> {
         },
         Arc::new(|id, pct| tracing::debug!(recording_id = %id, pct, "merge progress")),
     ));
-    let recordings = Arc::new(Recordings::new(
-        store,
-        coord,
-        Arc::new(queue),
-        config.limits.clone(),
-    ));
+    let recordings = Arc::new(Recordings::new(store, coord, queue, config.limits.clone()));
     let state = AppState { recordings, files };
     Ok(App {
         router: router(state.clone()),
         state,
-        merge_jobs,
+        jobs,
         merger,
     })
 }

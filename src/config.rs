@@ -37,6 +37,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Unset: in-process coordination, a single instance only.
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key, so several deployments can share one server.
+    pub redis_prefix: String,
     pub limits: Limits,
     /// Secret for the filesystem store's signed URLs; random per process when unset.
     pub url_signing_secret: Option<String>,
@@ -53,6 +55,9 @@ pub struct MergeConfig {
     pub workers: usize,
     pub work_dir: PathBuf,
     pub keep_chunks: bool,
+    /// With Redis: how long a merge job may go without its worker's heartbeat before another
+    /// worker takes it over.
+    pub lease: Duration,
 }
 
 impl Config {
@@ -137,6 +142,13 @@ impl Config {
                 "must start with redis://, rediss:// or unix://".into(),
             ));
         }
+        let redis_prefix = var("REDIS_PREFIX").unwrap_or_else(|| "screenrec:".into());
+        if redis_prefix.len() > 64 || redis_prefix.contains(['{', '}', ' ']) {
+            return Err(err(
+                "REDIS_PREFIX",
+                "must be at most 64 characters, without braces or spaces".into(),
+            ));
+        }
         let limits = Limits {
             max_chunk_bytes: parse(var("MAX_CHUNK_BYTES"), "16777216", "MAX_CHUNK_BYTES", |v| {
                 ranged(v, 1024, 1 << 30)
@@ -183,12 +195,19 @@ impl Config {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| std::env::temp_dir().join("screenrec")),
             keep_chunks: parse(var("KEEP_CHUNKS"), "false", "KEEP_CHUNKS", parse_bool)?,
+            lease: Duration::from_secs(parse(
+                var("MERGE_LEASE_SECS"),
+                "60",
+                "MERGE_LEASE_SECS",
+                |v| ranged(v, 1, 3600),
+            )?),
         };
         Ok(Self {
             bind,
             public_base_url,
             storage,
             redis_url,
+            redis_prefix,
             limits,
             url_signing_secret,
             recording_ttl,

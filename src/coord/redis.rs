@@ -128,6 +128,7 @@ return {'ok'}
 
 pub struct RedisCoordinator {
     conn: ConnectionManager,
+    prefix: String,
     ttl_secs: u64,
     claim: Script,
     reserve: Script,
@@ -142,18 +143,22 @@ struct Keys {
     digests: String,
 }
 
-fn keys(id: &RecordingId) -> Keys {
-    Keys {
-        meta: format!("rec:{{{id}}}:meta"),
-        chunks: format!("rec:{{{id}}}:chunks"),
-        digests: format!("rec:{{{id}}}:digests"),
+impl RedisCoordinator {
+    fn keys(&self, id: &RecordingId) -> Keys {
+        let p = &self.prefix;
+        Keys {
+            meta: format!("{p}rec:{{{id}}}:meta"),
+            chunks: format!("{p}rec:{{{id}}}:chunks"),
+            digests: format!("{p}rec:{{{id}}}:digests"),
+        }
     }
 }
 
 impl RedisCoordinator {
-    /// Connect to Redis. `ttl` bounds how long a recording's coordination state outlives its
-    /// last change; the manifest in object storage is the durable record.
-    pub async fn connect(url: &str, ttl: Duration) -> Result<Self> {
+    /// Connect to Redis. Every key starts with `prefix`, so deployments can share a server.
+    /// `ttl` bounds how long a recording's coordination state outlives its last change; the
+    /// manifest in object storage is the durable record.
+    pub async fn connect(url: &str, prefix: &str, ttl: Duration) -> Result<Self> {
         let client = redis::Client::open(url)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
@@ -163,6 +168,7 @@ impl RedisCoordinator {
         let guarded = |body: &str| Script::new(&format!("{REQUIRE_RECORDING}{body}"));
         Ok(Self {
             conn,
+            prefix: prefix.to_owned(),
             ttl_secs: ttl.as_secs().max(1),
             claim: guarded(CLAIM),
             reserve: guarded(RESERVE),
@@ -256,7 +262,7 @@ fn parse_meta(id: &RecordingId, mut h: HashMap<String, String>) -> Result<Record
 #[async_trait]
 impl Coordinator for RedisCoordinator {
     async fn create(&self, rec: &NewRecording) -> Result<()> {
-        let k = keys(&rec.id);
+        let k = self.keys(&rec.id);
         let now = now_ms();
         let mut conn = self.conn.clone();
         redis::pipe()
@@ -281,7 +287,7 @@ impl Coordinator for RedisCoordinator {
 
     async fn meta(&self, id: &RecordingId) -> Result<Option<RecordingMeta>> {
         let mut conn = self.conn.clone();
-        let h: HashMap<String, String> = conn.hgetall(keys(id).meta).await?;
+        let h: HashMap<String, String> = conn.hgetall(self.keys(id).meta).await?;
         if h.is_empty() {
             return Ok(None);
         }
@@ -289,7 +295,7 @@ impl Coordinator for RedisCoordinator {
     }
 
     async fn reserve(&self, id: &RecordingId, index: ChunkIndex) -> Result<Option<ChunkRecord>> {
-        let k = keys(id);
+        let k = self.keys(id);
         let reply: Vec<String> = self
             .reserve
             .key(&k.meta)
@@ -313,7 +319,7 @@ impl Coordinator for RedisCoordinator {
         digest: &ChunkDigest,
         max_chunks: u32,
     ) -> Result<Claim> {
-        let k = keys(id);
+        let k = self.keys(id);
         let seq = match slot {
             Slot::Seq(i) => i.get().to_string(),
             Slot::Next => String::new(),
@@ -351,7 +357,7 @@ impl Coordinator for RedisCoordinator {
         index: ChunkIndex,
         digest: &ChunkDigest,
     ) -> Result<bool> {
-        let k = keys(id);
+        let k = self.keys(id);
         let reply: Vec<String> = self
             .commit
             .key(&k.meta)
@@ -375,7 +381,7 @@ impl Coordinator for RedisCoordinator {
     }
 
     async fn stop(&self, id: &RecordingId, count: u32) -> Result<()> {
-        let k = keys(id);
+        let k = self.keys(id);
         let reply: Vec<String> = self
             .stop
             .key(&k.meta)
@@ -418,7 +424,7 @@ impl Coordinator for RedisCoordinator {
             .unwrap_or_default();
         let reply: Vec<String> = self
             .transition
-            .key(keys(id).meta)
+            .key(self.keys(id).meta)
             .arg(from.as_str())
             .arg(to.as_str())
             .arg(now_ms())
@@ -437,7 +443,7 @@ impl Coordinator for RedisCoordinator {
 
     async fn chunks(&self, id: &RecordingId) -> Result<BTreeMap<u32, ChunkRecord>> {
         let mut conn = self.conn.clone();
-        let all: HashMap<String, String> = conn.hgetall(keys(id).chunks).await?;
+        let all: HashMap<String, String> = conn.hgetall(self.keys(id).chunks).await?;
         all.into_iter()
             .map(|(i, entry)| {
                 let i = i

@@ -22,7 +22,7 @@ pub use self::source::{ChunkSource, LocalChunks, StoredChunks};
 use crate::coord::{Coordinator, Failure, StateUpdate};
 use crate::domain::{ChunkIndex, ObjectKey, RecordingId, RecordingState};
 use crate::error::{Error, Result};
-use crate::queue::MergeJob;
+use crate::queue::{Delivery, MergeJob, RedisQueue};
 use crate::service::write_manifest;
 use crate::store::ObjectStore;
 
@@ -238,4 +238,91 @@ pub async fn run_workers(
             .instrument(span),
         );
     }
+}
+
+/// How often a job is handed out before a transient failure becomes the recording's failure.
+const MAX_DELIVERIES: u64 = 5;
+
+/// The HA worker pool: `workers` loops on the Redis Stream, each holding its job by heartbeat.
+pub async fn run_stream_workers(merger: Arc<Merger>, queue: Arc<RedisQueue>, workers: usize) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..workers.max(1) {
+        tasks.spawn(stream_worker(merger.clone(), queue.clone()));
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn stream_worker(merger: Arc<Merger>, queue: Arc<RedisQueue>) {
+    const BLOCK: Duration = Duration::from_secs(2);
+    let mut reader = loop {
+        match queue.reader(BLOCK).await {
+            Ok(r) => break r,
+            Err(e) => {
+                warn!(error = %e, "merge worker cannot reach Redis; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    loop {
+        match queue.next(&mut reader, BLOCK).await {
+            Ok(Some(delivery)) => handle(&merger, &queue, delivery).await,
+            Ok(None) => {}
+            Err(e) => {
+                warn!(error = %e, "reading merge jobs failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn handle(merger: &Merger, queue: &RedisQueue, delivery: Delivery) {
+    let Delivery {
+        entry_id,
+        job,
+        deliveries,
+    } = delivery;
+    let Ok(id) = RecordingId::parse(&job.recording_id) else {
+        error!(?job, "merge job with an invalid recording id dropped");
+        let _ = queue.ack(&entry_id).await;
+        return;
+    };
+    let span = info_span!("merge", recording_id = %id, deliveries);
+    async {
+        let heartbeat = async {
+            let mut tick = tokio::time::interval(queue.lease() / 3);
+            loop {
+                tick.tick().await;
+                if let Err(e) = queue.heartbeat(&entry_id).await {
+                    warn!(error = %e, "merge heartbeat failed");
+                }
+            }
+        };
+        let result = tokio::select! {
+            r = merger.run(&id) => r,
+            () = heartbeat => unreachable!("the heartbeat never ends"),
+        };
+        let done = match result {
+            Ok(outcome) => {
+                info!(?outcome, "merge job done");
+                true
+            }
+            Err(e) if e.is_transient() && deliveries < MAX_DELIVERIES => {
+                // Left pending: after the lease, a worker claims it again.
+                warn!(error = %e, "merge attempt failed; it will be retried");
+                false
+            }
+            Err(e) => {
+                error!(error = %e, "merge failed");
+                if let Err(e2) = merger.fail(&id, &e).await {
+                    error!(error = %e2, "could not record the failure");
+                }
+                true
+            }
+        };
+        if done && let Err(e) = queue.ack(&entry_id).await {
+            warn!(error = %e, "merge job not acknowledged; it will run again, harmlessly");
+        }
+    }
+    .instrument(span)
+    .await;
 }

@@ -1,9 +1,13 @@
-//! The merge queue port: how a stopped recording reaches a merge worker.
+//! The merge queue port: how a stopped recording reaches a merge worker. In process for the
+//! embedded mode; a Redis Stream consumer group with leases for several instances.
+
+mod redis;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+pub use self::redis::{Delivery, RedisQueue};
 use crate::error::{Error, Result};
 
 /// One recording to merge.

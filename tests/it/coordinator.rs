@@ -17,9 +17,13 @@ async fn coordinators() -> Vec<(&'static str, Arc<dyn Coordinator>)> {
         out.push((
             "redis",
             Arc::new(
-                RedisCoordinator::connect(&url, Duration::from_secs(3600))
-                    .await
-                    .unwrap(),
+                RedisCoordinator::connect(
+                    &url,
+                    &crate::common::unique("t"),
+                    Duration::from_secs(3600),
+                )
+                .await
+                .unwrap(),
             ),
         ));
     }

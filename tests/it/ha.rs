@@ -1,7 +1,7 @@
 //! Three `screenrec serve` processes sharing one Redis and one S3 (LocalStack), with the client
 //! spreading every request round robin over them: no sticky sessions.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use screenrec::store::{S3Settings, S3Store};
@@ -85,4 +85,106 @@ async fn fifty_recordings_over_three_instances_land_whole_and_in_order() {
     for i in &instances {
         assert!(!i.log_text().contains("panicked"), "{}", i.log_text());
     }
+}
+
+/// SIGKILL the instance merging a recording: another instance takes the job over once the
+/// lease expires and finishes it, and there is exactly one output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_survives_its_worker_being_killed() {
+    let (Some(redis), Some((_, s3))) = (
+        redis_url(),
+        s3_endpoints().into_iter().find(|(n, _)| n == "localstack"),
+    ) else {
+        return;
+    };
+    let backend = Backend {
+        name: "localstack+redis".into(),
+        s3_endpoint: Some(s3.clone()),
+        redis_url: Some(redis),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = env_for(&backend, dir.path()).await;
+    env.insert("MERGE_LEASE_SECS".into(), "2".into());
+    env.insert("KEEP_CHUNKS".into(), "false".into());
+    // Restart-style chunks are complete files, so repeating them makes a long, valid recording
+    // whose merge takes long enough to be interrupted.
+    let fixture = Recording::load("vp8-restart2000");
+    let chunks = fixture.repeated_to(400);
+
+    let mut a = Instance::start(&env, dir.path(), 0).await;
+    let client_a = Client::new(vec![a.base.clone()]);
+    let rec = client_a.create(&fixture.mime_type).await;
+    let plan = Plan {
+        in_flight: 8,
+        duplicate_pct: 0,
+        max_delay_ms: 0,
+        seed: 7,
+    };
+    upload(&client_a, &rec, &chunks, Path::Server, plan).await;
+    client_a
+        .stop(0, &rec, chunks.len() as u32)
+        .await
+        .expect(202);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = client_a.status(0, &rec).await;
+        match status["status"].as_str() {
+            Some("merging") => break,
+            Some("stopping") => {}
+            other => panic!("the merge ended before it could be interrupted: {other:?} {status}"),
+        }
+        assert!(Instant::now() < deadline, "merge never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    a.kill();
+
+    let store = S3Store::connect(&S3Settings {
+        bucket: env["S3_BUCKET"].clone(),
+        region: Some("us-east-1".into()),
+        endpoint: Some(s3),
+        force_path_style: true,
+    })
+    .await;
+    let outputs = || async {
+        store
+            .client()
+            .list_objects_v2()
+            .bucket(store.bucket())
+            .prefix(format!("recordings/{}/output", rec.id))
+            .send()
+            .await
+            .unwrap()
+            .contents()
+            .iter()
+            .map(|o| o.key().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        outputs().await.is_empty(),
+        "the killed worker had already uploaded"
+    );
+
+    let b = Instance::start(&env, dir.path(), 1).await;
+    let client_b = Client::new(vec![b.base.clone()]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        let status = client_b.status(0, &rec).await;
+        if status["status"] == "ready" || status["status"] == "failed" {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no takeover: {status}\n{}",
+            b.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status["status"], "ready", "{status}");
+    assert_eq!(
+        outputs().await,
+        [format!("recordings/{}/output.webm", rec.id)]
+    );
+    let one_pass: u64 = 211;
+    assert_eq!(status["output"]["videoFrames"], one_pass * 100, "{status}");
+    assert!(!b.log_text().contains("panicked"), "{}", b.log_text());
 }

@@ -134,6 +134,8 @@ pub async fn env_for(backend: &Backend, dir: &std::path::Path) -> HashMap<String
     }
     if let Some(r) = &backend.redis_url {
         env.insert("REDIS_URL".into(), r.clone());
+        // Apps of one test run share the Redis server, not their storage: keep them apart.
+        env.insert("REDIS_PREFIX".into(), format!("{}:", unique("t")));
     }
     env.insert("MAX_CHUNK_BYTES".into(), (1024 * 1024).to_string());
     env.insert("MAX_CHUNKS".into(), "1000".into());

@@ -59,6 +59,12 @@ impl Instance {
         }
     }
 
+    /// SIGKILL: the process dies mid-work, with no chance to clean up.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

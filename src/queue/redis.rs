@@ -1,0 +1,220 @@
+//! Merge queue on a Redis Stream with a consumer group: every instance's workers read from it,
+//! a worker holds a job by heartbeating it, and a job whose worker died (no heartbeat for the
+//! lease) is claimed by another with XAUTOCLAIM.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+
+use super::{MergeJob, MergeQueue};
+use crate::error::{Error, Result};
+
+const GROUP: &str = "mergers";
+
+pub struct RedisQueue {
+    client: redis::Client,
+    /// Shared connection for the non-blocking commands.
+    conn: ConnectionManager,
+    /// The stream's key: `{prefix}merge`.
+    stream: String,
+    consumer: String,
+    lease: Duration,
+}
+
+/// A job handed to this consumer.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub entry_id: String,
+    pub job: MergeJob,
+    /// How many times the job has been handed out, this time included.
+    pub deliveries: u64,
+}
+
+type Entry = (String, Vec<String>);
+
+fn job_of(fields: &[String]) -> Option<MergeJob> {
+    fields
+        .chunks(2)
+        .find(|kv| kv[0] == "recordingId")
+        .and_then(|kv| kv.get(1))
+        .map(|id| MergeJob {
+            recording_id: id.clone(),
+        })
+}
+
+impl RedisQueue {
+    /// `consumer` names this worker process in the group; `lease` is how long a job may go
+    /// without a heartbeat before another worker takes it over.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        consumer: String,
+        lease: Duration,
+    ) -> Result<Self> {
+        let client = redis::Client::open(url)?;
+        let conn = Self::connection(&client, Duration::from_secs(5)).await?;
+        let queue = Self {
+            client,
+            conn,
+            stream: format!("{prefix}merge"),
+            consumer,
+            lease,
+        };
+        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&queue.stream)
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut queue.conn.clone())
+            .await;
+        match created {
+            Ok(()) => Ok(queue),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(queue),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn connection(client: &redis::Client, timeout: Duration) -> Result<ConnectionManager> {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(timeout));
+        Ok(ConnectionManager::new_with_config(client.clone(), config).await?)
+    }
+
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// A connection of a worker's own for blocking reads, which would stall a shared one.
+    pub async fn reader(&self, block: Duration) -> Result<ConnectionManager> {
+        Self::connection(&self.client, block + Duration::from_secs(5)).await
+    }
+
+    /// The next job for this consumer: first one abandoned by a dead worker, else a new one
+    /// (waiting up to `block` on `reader`). `None` when there is none.
+    pub async fn next(
+        &self,
+        reader: &mut ConnectionManager,
+        block: Duration,
+    ) -> Result<Option<Delivery>> {
+        let mut conn = self.conn.clone();
+        let (_, claimed, _): (String, Vec<Entry>, Vec<String>) = redis::cmd("XAUTOCLAIM")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg(self.lease.as_millis() as u64)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await?;
+        if let Some((entry_id, fields)) = claimed.into_iter().next() {
+            let deliveries = self.deliveries(&entry_id).await?;
+            return self.delivery(entry_id, &fields, deliveries).await;
+        }
+        let reply: Option<Vec<(String, Vec<Entry>)>> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(1)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&self.stream)
+            .arg(">")
+            .query_async(reader)
+            .await?;
+        match reply
+            .into_iter()
+            .flatten()
+            .flat_map(|(_, entries)| entries)
+            .next()
+        {
+            Some((entry_id, fields)) => self.delivery(entry_id, &fields, 1).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn delivery(
+        &self,
+        entry_id: String,
+        fields: &[String],
+        deliveries: u64,
+    ) -> Result<Option<Delivery>> {
+        match job_of(fields) {
+            Some(job) => Ok(Some(Delivery {
+                entry_id,
+                job,
+                deliveries,
+            })),
+            None => {
+                // Not a job this version understands: drop it rather than loop on it.
+                tracing::error!(entry_id, ?fields, "malformed merge job dropped");
+                self.ack(&entry_id).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn deliveries(&self, entry_id: &str) -> Result<u64> {
+        let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg(entry_id)
+            .arg(entry_id)
+            .arg(1)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(pending.first().map_or(1, |p| p.3))
+    }
+
+    /// Keep holding a job: resets its idle time so no other worker claims it.
+    pub async fn heartbeat(&self, entry_id: &str) -> Result<()> {
+        let _: Vec<String> = redis::cmd("XCLAIM")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg(0)
+            .arg(entry_id)
+            .arg("JUSTID")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// The job is done (or given up): remove it.
+    pub async fn ack(&self, entry_id: &str) -> Result<()> {
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .cmd("XACK")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg(entry_id)
+            .ignore()
+            .cmd("XDEL")
+            .arg(&self.stream)
+            .arg(entry_id)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl MergeQueue for RedisQueue {
+    async fn enqueue(&self, job: MergeJob) -> Result<()> {
+        let _: String = redis::cmd("XADD")
+            .arg(&self.stream)
+            .arg("*")
+            .arg("recordingId")
+            .arg(&job.recording_id)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| Error::Coordination(format!("queueing the merge: {e}")))?;
+        Ok(())
+    }
+}
