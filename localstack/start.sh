@@ -4,7 +4,9 @@
 # Returns once the process is started; the caller waits for /_localstack/health.
 set -euo pipefail
 PORT=$1 DATA=$2 LOG=$3 PIDFILE=$4
-TOOLS=${SCREENREC_TOOLS:-/opt/screenrec-tools}
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/../scripts/lib.sh"
+TOOLS=$SCREENREC_TOOLS
 rm -rf "$DATA"
 # OVERRIDE_IN_DOCKER=0: these machines have /.dockerenv but no Docker engine.
 OVERRIDE_IN_DOCKER=0 FILESYSTEM_ROOT="$DATA" SERVICES=s3 \

@@ -5,7 +5,9 @@
 # Installs to $SCREENREC_TOOLS/ffmpeg/ffmpeg (default /opt/screenrec-tools); idempotent.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-TOOLS=${SCREENREC_TOOLS:-/opt/screenrec-tools}
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/../../scripts/lib.sh"
+TOOLS=$SCREENREC_TOOLS
 WHEEL=imageio_ffmpeg-0.8.1-py3-none-manylinux_2_28_x86_64.whl
 MEMBER=imageio_ffmpeg/binaries/ffmpeg-linux-x86_64-v9.0.2
 DEST=$TOOLS/ffmpeg/ffmpeg

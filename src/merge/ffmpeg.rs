@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
@@ -128,14 +129,16 @@ pub fn content_type(c: Container) -> &'static str {
     }
 }
 
-/// Merge a recording's chunks into one seekable file in `work`, never re-encoding.
-/// `progress` receives whole percents as the output grows.
-pub async fn merge(
-    ffmpeg: &Ffmpeg,
-    source: &dyn ChunkSource,
-    work: &Path,
-    progress: &(dyn Fn(u8) + Send + Sync),
-) -> Result<Merged> {
+/// What the first chunks say about a recording, and the chunks already read to say it.
+pub struct Prepared {
+    pub format: Format,
+    pub layout: Layout,
+    pub container: Container,
+    head: Vec<Bytes>,
+}
+
+/// Read chunk 0 (and 1) and decide the format, the layout and the output container.
+pub async fn prepare(source: &dyn ChunkSource) -> Result<Prepared> {
     let count = source.count();
     if count == 0 {
         return Err(Error::MissingChunks {
@@ -153,7 +156,31 @@ pub async fn merge(
     };
     let layout = Layout::detect(format, chunk1.as_deref());
     let container = output_container(format, &chunk0);
-    let out = work.join(format!("output.{}", container.extension()));
+    Ok(Prepared {
+        format,
+        layout,
+        container,
+        head: [Some(chunk0), chunk1].into_iter().flatten().collect(),
+    })
+}
+
+/// Merge a recording's chunks into one seekable file at `out`, never re-encoding.
+/// `progress` receives whole percents as the output grows.
+pub async fn remux(
+    ffmpeg: &Ffmpeg,
+    source: &dyn ChunkSource,
+    prepared: Prepared,
+    work: &Path,
+    out: &Path,
+    progress: &(dyn Fn(u8) + Send + Sync),
+) -> Result<()> {
+    let Prepared {
+        format,
+        layout,
+        container,
+        head,
+    } = prepared;
+    let count = source.count();
     let mut cmd = ffmpeg.command();
     cmd.args(["-loglevel", "warning", "-progress", "pipe:1", "-nostats"]);
     let total = source.total_bytes();
@@ -161,11 +188,7 @@ pub async fn merge(
         Layout::Timeslice => {
             // Byte concatenation into one remux: the chunks are one byte stream.
             cmd.args(["-f", format.demuxer(), "-i", "pipe:0"]);
-            output_args(&mut cmd, container, &out);
-            let head = [Some(chunk0), chunk1]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>();
+            output_args(&mut cmd, container, out);
             let feed = move |mut stdin: ChildStdin| async move {
                 let first = head.len() as u32;
                 for bytes in head {
@@ -181,29 +204,26 @@ pub async fn merge(
                 }
                 stdin.shutdown().await.map_err(pipe_err)
             };
-            run(cmd, total, progress, Some(feed)).await?;
+            run(cmd, total, progress, Some(feed)).await
         }
         Layout::Restart => {
             // Every chunk is a complete file with timestamps from 0: the concat demuxer.
             let ext = container.extension();
             let list_path = work.join("chunks.txt");
             let mut list = String::new();
+            let head = &head;
             let mut files = futures::stream::iter(0..count)
-                .map(|i| {
-                    let (c0, c1) = (chunk0.clone(), chunk1.clone());
-                    async move {
-                        let bytes = match i {
-                            0 => c0,
-                            1 => c1.expect("chunk 1 was fetched"),
-                            _ => source.fetch(i).await?,
-                        };
-                        layout.check_chunk(format, i, &bytes)?;
-                        let path = work.join(format!("chunk-{i:08}.{ext}"));
-                        tokio::fs::write(&path, &bytes)
-                            .await
-                            .map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?;
-                        Ok::<_, Error>(path)
-                    }
+                .map(|i| async move {
+                    let bytes = match head.get(i as usize) {
+                        Some(b) => b.clone(),
+                        None => source.fetch(i).await?,
+                    };
+                    layout.check_chunk(format, i, &bytes)?;
+                    let path = work.join(format!("chunk-{i:08}.{ext}"));
+                    tokio::fs::write(&path, &bytes)
+                        .await
+                        .map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?;
+                    Ok::<_, Error>(path)
                 })
                 .buffered(PREFETCH);
             while let Some(path) = files.next().await {
@@ -214,16 +234,30 @@ pub async fn merge(
                 .map_err(|e| Error::Storage(format!("{}: {e}", list_path.display())))?;
             cmd.args(["-f", "concat", "-safe", "0", "-i"])
                 .arg(&list_path);
-            output_args(&mut cmd, container, &out);
+            output_args(&mut cmd, container, out);
             run(
                 cmd,
                 total,
                 progress,
                 None::<fn(ChildStdin) -> std::future::Ready<Result<()>>>,
             )
-            .await?;
+            .await
         }
     }
+}
+
+/// Prepare, remux and inspect: the whole merge into a file in `work` (the CLI's path; the
+/// service overlaps the upload with it, see [`super::Merger`]).
+pub async fn merge(
+    ffmpeg: &Ffmpeg,
+    source: &dyn ChunkSource,
+    work: &Path,
+    progress: &(dyn Fn(u8) + Send + Sync),
+) -> Result<Merged> {
+    let prepared = prepare(source).await?;
+    let (container, layout) = (prepared.container, prepared.layout);
+    let out = output_path(work, container);
+    remux(ffmpeg, source, prepared, work, &out, progress).await?;
     let info = inspect(ffmpeg, &out, container, layout).await?;
     progress(100);
     Ok(Merged {
@@ -231,6 +265,10 @@ pub async fn merge(
         container,
         info,
     })
+}
+
+pub fn output_path(work: &Path, container: Container) -> PathBuf {
+    work.join(format!("output.{}", container.extension()))
 }
 
 fn output_args(cmd: &mut Command, container: Container, out: &Path) {
@@ -341,7 +379,7 @@ where
 /// Read the output back with ffmpeg (`-c copy -f framecrc`): codecs, dimensions, packet counts
 /// and timestamps, and the container's duration. Refuses an output that is not a whole,
 /// seekable recording.
-async fn inspect(
+pub async fn inspect(
     ffmpeg: &Ffmpeg,
     out: &Path,
     container: Container,

@@ -8,19 +8,21 @@
 pub mod ffmpeg;
 pub mod plan;
 pub mod source;
+mod upload;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{Instrument, error, info, info_span, warn};
 
 pub use self::ffmpeg::{Ffmpeg, Merged, OutputInfo, merge};
 pub use self::source::{ChunkSource, LocalChunks, StoredChunks};
+use self::upload::GrowingUpload;
 use crate::coord::{Coordinator, Failure, StateUpdate};
-use crate::domain::{ChunkIndex, ObjectKey, RecordingId, RecordingState};
+use crate::domain::{ChunkIndex, Container, ObjectKey, RecordingId, RecordingState};
 use crate::error::{Error, Result};
 use crate::queue::{Delivery, MergeJob, RedisQueue};
 use crate::service::write_manifest;
@@ -166,13 +168,55 @@ impl Merger {
             .prefix(&format!("merge-{id}-"))
             .tempdir_in(&self.settings.work_dir)
             .map_err(|e| Error::Internal(format!("creating merge work dir: {e}")))?;
+        let prepared = ffmpeg::prepare(&source).await?;
+        let (container, layout) = (prepared.container, prepared.layout);
+        let key = ObjectKey::output(id, container);
+        let out = ffmpeg::output_path(work.path(), container);
+        let content_type = ffmpeg::content_type(container);
+        let mut upload =
+            GrowingUpload::new(self.store.begin_upload(&key, content_type).await?, &out);
+        // The upload follows the remux, except for MP4, whose faststart pass rewrites the
+        // whole file at the end.
+        let (done_tx, done_rx) = watch::channel(false);
         let progress = |pct: u8| (self.progress)(id, pct);
-        let merged = merge(&self.settings.ffmpeg, &source, work.path(), &progress).await?;
-        let key = ObjectKey::output(id, merged.container);
-        self.store
-            .put_file(&key, &merged.path, merged.info.content_type)
-            .await?;
-        let mut output = serde_json::to_value(&merged.info).expect("serializable");
+        let ffmpeg = &self.settings.ffmpeg;
+        let (remuxed, followed) = tokio::join!(
+            async {
+                let r =
+                    ffmpeg::remux(ffmpeg, &source, prepared, work.path(), &out, &progress).await;
+                let _ = done_tx.send(true);
+                r
+            },
+            async {
+                if container == Container::Mp4 {
+                    Ok(())
+                } else {
+                    upload.follow(done_rx).await
+                }
+            }
+        );
+        if let Err(e) = remuxed.and(followed) {
+            upload.abort().await;
+            return Err(e);
+        }
+        // Verify while the last parts go up; complete only if the output is whole.
+        let (info, upload) = tokio::join!(
+            ffmpeg::inspect(ffmpeg, &out, container, layout),
+            upload.finish()
+        );
+        let info = match (info, upload) {
+            (Ok(info), Ok(upload)) => {
+                upload.complete().await?;
+                info
+            }
+            (Err(e), Ok(upload)) => {
+                upload.abort().await;
+                return Err(e);
+            }
+            (_, Err(e)) => return Err(e),
+        };
+        progress(100);
+        let mut output = serde_json::to_value(&info).expect("serializable");
         output["key"] = json!(key.as_str());
         Ok(output)
     }

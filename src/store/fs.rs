@@ -11,7 +11,9 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 
-use super::{ByteStream, ObjectInfo, ObjectStore, Presign, PresignedUrl, SignedOp, UrlSigner};
+use super::{
+    ByteStream, ObjectInfo, ObjectStore, PartUpload, Presign, PresignedUrl, SignedOp, UrlSigner,
+};
 use crate::domain::ObjectKey;
 use crate::error::{Error, Result};
 
@@ -128,6 +130,55 @@ impl FsStore {
     }
 }
 
+/// A multipart upload into the filesystem store: parts are written at their offsets into a temp
+/// file that is renamed into place on completion.
+struct FsUpload {
+    tmp: PathBuf,
+    dest: PathBuf,
+}
+
+#[async_trait]
+impl PartUpload for FsUpload {
+    async fn part(&self, _number: u32, path: &Path, offset: u64, len: u64) -> Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let mut src = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| io_err("opening", path, e))?;
+        src.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| io_err("seeking", path, e))?;
+        let mut dst = tokio::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.tmp)
+            .await
+            .map_err(|e| io_err("opening", &self.tmp, e))?;
+        dst.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| io_err("seeking", &self.tmp, e))?;
+        tokio::io::copy(&mut src.take(len), &mut dst)
+            .await
+            .map_err(|e| io_err("writing", &self.tmp, e))?;
+        dst.flush()
+            .await
+            .map_err(|e| io_err("writing", &self.tmp, e))
+    }
+
+    async fn complete(self: Box<Self>) -> Result<()> {
+        if let Some(dir) = self.dest.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| io_err("creating", dir, e))?;
+        }
+        tokio::fs::rename(&self.tmp, &self.dest)
+            .await
+            .map_err(|e| io_err("renaming into", &self.dest, e))
+    }
+
+    async fn abort(self: Box<Self>) {
+        let _ = tokio::fs::remove_file(&self.tmp).await;
+    }
+}
+
 #[async_trait]
 impl ObjectStore for FsStore {
     async fn put(&self, key: &ObjectKey, body: Bytes, _content_type: &str) -> Result<()> {
@@ -168,6 +219,21 @@ impl ObjectStore for FsStore {
             .map_err(|e| io_err("copying", path, e))?;
         self.publish(&tmp, key).await?;
         Ok(size)
+    }
+
+    async fn begin_upload(
+        &self,
+        key: &ObjectKey,
+        _content_type: &str,
+    ) -> Result<Box<dyn PartUpload>> {
+        let tmp = self.temp_path();
+        tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| io_err("creating", &tmp, e))?;
+        Ok(Box::new(FsUpload {
+            tmp,
+            dest: self.path(key),
+        }))
     }
 
     async fn presign(

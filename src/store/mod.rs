@@ -45,6 +45,18 @@ pub struct PresignedUrl {
     pub expires_at: SystemTime,
 }
 
+/// A multipart upload in progress: parts (1-based numbers) are byte ranges of a local file,
+/// sent in any order and replaced when sent again; nothing is visible until `complete`.
+#[async_trait]
+pub trait PartUpload: Send + Sync {
+    async fn part(&self, number: u32, path: &Path, offset: u64, len: u64) -> Result<()>;
+    async fn complete(self: Box<Self>) -> Result<()>;
+    async fn abort(self: Box<Self>);
+}
+
+/// Size of every part but the last (S3 needs at least 5 MiB).
+pub const PART_SIZE: u64 = 8 * 1024 * 1024;
+
 #[async_trait]
 pub trait ObjectStore: Send + Sync + 'static {
     /// Store `body` under `key`, replacing what was there. Readers never see a partial object.
@@ -60,6 +72,13 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// Upload a local file (the merged output), in parallel parts where the store allows.
     async fn put_file(&self, key: &ObjectKey, path: &Path, content_type: &str) -> Result<u64>;
+
+    /// Start a multipart upload to `key`.
+    async fn begin_upload(
+        &self,
+        key: &ObjectKey,
+        content_type: &str,
+    ) -> Result<Box<dyn PartUpload>>;
 
     /// A URL that lets a browser read or write one object directly, for `ttl`.
     async fn presign(

@@ -14,13 +14,11 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
-use super::{ByteStream, ObjectInfo, ObjectStore, Presign, PresignedUrl};
+use super::{ByteStream, ObjectInfo, ObjectStore, PART_SIZE, PartUpload, Presign, PresignedUrl};
 use crate::domain::ObjectKey;
 use crate::error::{Error, Result};
 
-/// Multipart part size for outputs: above S3's 5 MiB minimum, small enough to keep memory flat.
-const PART_SIZE: u64 = 8 * 1024 * 1024;
-const PARTS_IN_FLIGHT: usize = 4;
+pub const PARTS_IN_FLIGHT: usize = 4;
 
 #[derive(Clone, Debug, Default)]
 pub struct S3Settings {
@@ -68,87 +66,84 @@ impl S3Store {
     pub fn bucket(&self) -> &str {
         &self.bucket
     }
+}
 
-    async fn put_multipart(&self, key: &str, path: &Path, size: u64, ctype: &str) -> Result<()> {
-        let upload = self
+/// A multipart upload on S3.
+struct S3Upload {
+    client: Client,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    parts: std::sync::Mutex<std::collections::BTreeMap<i32, Option<String>>>,
+}
+
+#[async_trait]
+impl PartUpload for S3Upload {
+    async fn part(&self, number: u32, path: &Path, offset: u64, len: u64) -> Result<()> {
+        let body = SdkStream::read_from()
+            .path(path)
+            .offset(offset)
+            .length(Length::Exact(len))
+            .build()
+            .await
+            .map_err(|e| Error::Storage(format!("reading {}: {e}", path.display())))?;
+        let out = self
             .client
-            .create_multipart_upload()
+            .upload_part()
             .bucket(&self.bucket)
-            .key(key)
-            .content_type(ctype)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .part_number(number as i32)
+            .content_length(len as i64)
+            .body(body)
             .send()
             .await
-            .map_err(|e| s3_err("CreateMultipartUpload", e))?;
-        let upload_id = upload
-            .upload_id()
-            .ok_or_else(|| Error::Storage("CreateMultipartUpload returned no upload id".into()))?
-            .to_owned();
-        let parts = size.div_ceil(PART_SIZE);
-        let result = futures::stream::iter(0..parts)
-            .map(|n| {
-                let upload_id = upload_id.clone();
-                async move {
-                    let offset = n * PART_SIZE;
-                    let len = PART_SIZE.min(size - offset);
-                    let body = SdkStream::read_from()
-                        .path(path)
-                        .offset(offset)
-                        .length(Length::Exact(len))
-                        .build()
-                        .await
-                        .map_err(|e| Error::Storage(format!("reading {}: {e}", path.display())))?;
-                    let part_number = n as i32 + 1;
-                    let out = self
-                        .client
-                        .upload_part()
-                        .bucket(&self.bucket)
-                        .key(key)
-                        .upload_id(&upload_id)
-                        .part_number(part_number)
-                        .content_length(len as i64)
-                        .body(body)
-                        .send()
-                        .await
-                        .map_err(|e| s3_err("UploadPart", e))?;
-                    Ok::<_, Error>(
-                        CompletedPart::builder()
-                            .part_number(part_number)
-                            .set_e_tag(out.e_tag().map(str::to_owned))
-                            .build(),
-                    )
-                }
+            .map_err(|e| s3_err("UploadPart", e))?;
+        self.parts
+            .lock()
+            .expect("parts lock")
+            .insert(number as i32, out.e_tag().map(str::to_owned));
+        Ok(())
+    }
+
+    async fn complete(self: Box<Self>) -> Result<()> {
+        let parts = self
+            .parts
+            .lock()
+            .expect("parts lock")
+            .iter()
+            .map(|(n, etag)| {
+                CompletedPart::builder()
+                    .part_number(*n)
+                    .set_e_tag(etag.clone())
+                    .build()
             })
-            .buffered(PARTS_IN_FLIGHT)
-            .try_collect::<Vec<_>>()
-            .await;
-        let completed = match result {
-            Ok(parts) => parts,
-            Err(e) => {
-                let _ = self
-                    .client
-                    .abort_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .send()
-                    .await;
-                return Err(e);
-            }
-        };
+            .collect();
         self.client
             .complete_multipart_upload()
             .bucket(&self.bucket)
-            .key(key)
-            .upload_id(&upload_id)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
-                    .set_parts(Some(completed))
+                    .set_parts(Some(parts))
                     .build(),
             )
             .send()
             .await
             .map_err(|e| s3_err("CompleteMultipartUpload", e))?;
         Ok(())
+    }
+
+    async fn abort(self: Box<Self>) {
+        let _ = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .send()
+            .await;
     }
 }
 
@@ -240,10 +235,52 @@ impl ObjectStore for S3Store {
                 .await
                 .map_err(|e| s3_err("PutObject", e))?;
         } else {
-            self.put_multipart(key.as_str(), path, size, content_type)
-                .await?;
+            let upload = self.begin_upload(key, content_type).await?;
+            let parts = size.div_ceil(PART_SIZE);
+            let sent = futures::stream::iter(0..parts)
+                .map(|n| {
+                    let offset = n * PART_SIZE;
+                    upload.part(n as u32 + 1, path, offset, PART_SIZE.min(size - offset))
+                })
+                .buffer_unordered(PARTS_IN_FLIGHT)
+                .try_collect::<Vec<()>>()
+                .await;
+            match sent {
+                Ok(_) => upload.complete().await?,
+                Err(e) => {
+                    upload.abort().await;
+                    return Err(e);
+                }
+            }
         }
         Ok(size)
+    }
+
+    async fn begin_upload(
+        &self,
+        key: &ObjectKey,
+        content_type: &str,
+    ) -> Result<Box<dyn PartUpload>> {
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| s3_err("CreateMultipartUpload", e))?;
+        let upload_id = upload
+            .upload_id()
+            .ok_or_else(|| Error::Storage("CreateMultipartUpload returned no upload id".into()))?
+            .to_owned();
+        Ok(Box::new(S3Upload {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: key.as_str().to_owned(),
+            upload_id,
+            parts: Default::default(),
+        }))
     }
 
     async fn presign(

@@ -1,0 +1,349 @@
+//! Merge benchmark on a synthetic recording of at least 1 GiB (bench/make-recording.sh), all
+//! three measured in one run against the same S3 server (LocalStack) and Redis:
+//!
+//! - (a) screenrec: `POST /stop` to `ready`, on a fresh `screenrec serve` process whose peak RSS
+//!   (VmHWM, ffmpeg being a child process of its own) is read from /proc;
+//! - (b) the naive pipeline: parallel GETs of every chunk to disk, `cat`, `ffmpeg -c copy`,
+//!   multipart upload;
+//! - (c) the floor: parallel GET of every chunk's bytes plus a multipart PUT of the output.
+//!
+//! The same run repeats (a) on a ~10 MiB recording, to show memory does not grow with length.
+//! Writes bench/results/merge.json (or $BENCH_OUT).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use futures::{StreamExt, TryStreamExt};
+use screenrec::domain::{ChunkIndex, ObjectKey, RecordingId};
+use screenrec::store::{ObjectStore, S3Settings, S3Store};
+use serde_json::{Value, json};
+
+const GETS_IN_FLIGHT: usize = 8;
+
+fn env(name: &str) -> anyhow::Result<String> {
+    std::env::var(name).with_context(|| format!("{name} is not set: run scripts/bench"))
+}
+
+struct Instance {
+    child: Child,
+    base: String,
+}
+
+impl Instance {
+    async fn start(vars: &HashMap<&str, String>) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_screenrec"))
+            .arg("serve")
+            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()?;
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..300 {
+            if http
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(Self { child, base });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("screenrec serve did not become ready")
+    }
+
+    /// Peak resident memory in MiB (VmHWM).
+    fn peak_rss_mib(&self) -> anyhow::Result<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmHWM")?;
+        Ok(round(kb / 1024.0))
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn chunk_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "webm"))
+        .collect();
+    files.sort();
+    ensure!(
+        !files.is_empty(),
+        "no chunks in {}: run bench/make-recording.sh",
+        dir.display()
+    );
+    Ok(files)
+}
+
+struct Run {
+    id: RecordingId,
+    chunks: u32,
+    bytes: u64,
+    seconds: f64,
+    peak_rss_mib: f64,
+    idle_rss_mib: f64,
+    output: Value,
+}
+
+/// Upload through one instance, then stop and merge on a fresh one, timing stop to ready.
+async fn screenrec_merge(vars: &HashMap<&str, String>, files: &[PathBuf]) -> anyhow::Result<Run> {
+    let http = reqwest::Client::new();
+    let ingest = Instance::start(vars).await?;
+    let created: Value = http
+        .post(format!("{}/recordings", ingest.base))
+        .json(&json!({ "mimeType": "video/webm;codecs=vp8" }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = created["recordingId"].as_str().context("no id")?.to_owned();
+    let token = created["uploadToken"]
+        .as_str()
+        .context("no token")?
+        .to_owned();
+    let bytes: u64 = futures::stream::iter(files.iter().enumerate())
+        .map(|(seq, path)| {
+            let (http, base, id, token) = (&http, &ingest.base, &id, &token);
+            async move {
+                let body = tokio::fs::read(path).await?;
+                let len = body.len() as u64;
+                let r = http
+                    .put(format!("{base}/recordings/{id}/chunks/{seq}"))
+                    .bearer_auth(token)
+                    .body(body)
+                    .send()
+                    .await?;
+                ensure!(r.status().is_success(), "chunk {seq}: {}", r.status());
+                Ok::<_, anyhow::Error>(len)
+            }
+        })
+        .buffer_unordered(4)
+        .try_fold(0, |a, b| async move { Ok(a + b) })
+        .await?;
+    drop(ingest);
+
+    let merger = Instance::start(vars).await?;
+    let idle_rss_mib = merger.peak_rss_mib()?;
+    let started = Instant::now();
+    let r = http
+        .post(format!("{}/recordings/{id}/stop", merger.base))
+        .bearer_auth(&token)
+        .json(&json!({ "chunkCount": files.len() }))
+        .send()
+        .await?;
+    ensure!(r.status() == 202, "stop: {}", r.status());
+    let status = loop {
+        let s: Value = http
+            .get(format!("{}/recordings/{id}", merger.base))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        match s["status"].as_str() {
+            Some("ready") => break s,
+            Some("failed") => bail!("merge failed: {s}"),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Run {
+        id: RecordingId::parse(&id)?,
+        chunks: files.len() as u32,
+        bytes,
+        seconds: round(seconds),
+        peak_rss_mib: merger.peak_rss_mib()?,
+        idle_rss_mib,
+        output: status["output"].clone(),
+    })
+}
+
+async fn get_all(
+    store: &S3Store,
+    id: &RecordingId,
+    chunks: u32,
+    to: Option<&Path>,
+) -> anyhow::Result<u64> {
+    futures::stream::iter(0..chunks)
+        .map(|i| async move {
+            let key = ObjectKey::chunk(id, ChunkIndex::new(i));
+            let bytes = screenrec::store::read_all(store, &key).await?;
+            if let Some(dir) = to {
+                tokio::fs::write(dir.join(format!("chunk-{i:06}.webm")), &bytes).await?;
+            }
+            Ok::<_, anyhow::Error>(bytes.len() as u64)
+        })
+        .buffer_unordered(GETS_IN_FLIGHT)
+        .try_fold(0, |a, b| async move { Ok(a + b) })
+        .await
+}
+
+/// (b): what a user would script.
+async fn naive(
+    store: &S3Store,
+    run: &Run,
+    work: &Path,
+    ffmpeg: &Path,
+) -> anyhow::Result<(f64, PathBuf)> {
+    let started = Instant::now();
+    let dir = work.join("naive");
+    std::fs::create_dir_all(&dir)?;
+    get_all(store, &run.id, run.chunks, Some(&dir)).await?;
+    let concat = work.join("concat.webm");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cat {}/chunk-*.webm > {}",
+            dir.display(),
+            concat.display()
+        ))
+        .status()?;
+    ensure!(status.success(), "cat failed");
+    let out = work.join("naive-output.webm");
+    let status = Command::new(ffmpeg)
+        .args(["-v", "error", "-y", "-i"])
+        .arg(&concat)
+        .args(["-c", "copy"])
+        .arg(&out)
+        .status()?;
+    ensure!(status.success(), "ffmpeg failed");
+    let key = ObjectKey::output(&RecordingId::generate(), screenrec::domain::Container::WebM);
+    store.put_file(&key, &out, "video/webm").await?;
+    let seconds = started.elapsed().as_secs_f64();
+    std::fs::remove_dir_all(&dir)?;
+    std::fs::remove_file(&concat)?;
+    Ok((round(seconds), out))
+}
+
+/// (c): moving the bytes and nothing else.
+async fn floor(store: &S3Store, run: &Run, output: &Path) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    get_all(store, &run.id, run.chunks, None).await?;
+    let key = ObjectKey::output(&RecordingId::generate(), screenrec::domain::Container::WebM);
+    store.put_file(&key, output, "video/webm").await?;
+    Ok(round(started.elapsed().as_secs_f64()))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let endpoint = env("SCREENREC_TEST_LOCALSTACK")?;
+    let redis = env("SCREENREC_TEST_REDIS_URL")?;
+    let big =
+        PathBuf::from(std::env::var("BENCH_DATA").unwrap_or_else(|_| "bench/data/big".into()));
+    let small = PathBuf::from(
+        std::env::var("BENCH_DATA_SMALL").unwrap_or_else(|_| "bench/data/small".into()),
+    );
+    let ffmpeg = screenrec::merge::Ffmpeg::locate(None)?;
+    let work = tempfile::tempdir()?;
+    let stamp = format!("{}", std::process::id());
+    let bucket = format!("bench-merge-{stamp}");
+    let settings = S3Settings {
+        bucket: bucket.clone(),
+        region: Some("us-east-1".into()),
+        endpoint: Some(endpoint.clone()),
+        force_path_style: true,
+    };
+    let store = S3Store::connect(&settings).await;
+    store
+        .client()
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await?;
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("STORAGE", "s3".to_string()),
+        ("S3_BUCKET", bucket.clone()),
+        ("S3_ENDPOINT", endpoint.clone()),
+        ("S3_FORCE_PATH_STYLE", "true".into()),
+        ("REDIS_URL", redis.clone()),
+        ("REDIS_PREFIX", format!("bench{stamp}:")),
+        ("KEEP_CHUNKS", "true".into()),
+        ("MAX_CHUNK_BYTES", (8 << 20).to_string()),
+        (
+            "MERGE_WORK_DIR",
+            work.path().join("merges").display().to_string(),
+        ),
+    ]);
+
+    let small_run = screenrec_merge(&vars, &chunk_files(&small)?).await?;
+    let run = screenrec_merge(&vars, &chunk_files(&big)?).await?;
+    let (naive_s, naive_out) = naive(&store, &run, work.path(), ffmpeg.path()).await?;
+    let floor_s = floor(&store, &run, &naive_out).await?;
+
+    let gib = run.bytes as f64 / (1u64 << 30) as f64;
+    let throughput = run.bytes as f64 / run.seconds / 1048576.0;
+    // A 2-hour screen recording at 8 Mbit/s (a generous 1080p bitrate) is 7.2 GB.
+    let two_hour_bytes = 2.0 * 3600.0 * 8e6 / 8.0;
+    let two_hour_s = two_hour_bytes / 1048576.0 / throughput;
+    let result = json!({
+        "benchmark": "merge",
+        "s3Server": "LocalStack",
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "recording": { "bytes": run.bytes, "gib": round(gib), "chunks": run.chunks, "output": run.output },
+        "a_screenrecStopToReadyS": run.seconds,
+        "b_naivePipelineS": naive_s,
+        "c_floorGetPlusPutS": floor_s,
+        "ratioToNaive": round(run.seconds / naive_s),
+        "ratioToFloor": round(run.seconds / floor_s),
+        "goals": { "ratioToNaive": "<= 0.60", "ratioToFloor": "<= 1.15", "peakRssMib": "<= 64, and within 16 of the small recording's" },
+        "peakRssMib": run.peak_rss_mib,
+        "idleRssMib": run.idle_rss_mib,
+        "small": { "bytes": small_run.bytes, "chunks": small_run.chunks, "stopToReadyS": small_run.seconds, "peakRssMib": small_run.peak_rss_mib },
+        "throughputMibPerS": round(throughput),
+        "twoHourRecording": {
+            "assumedBitrateMbps": 8,
+            "bytes": two_hour_bytes,
+            "estimatedMergeS": round(two_hour_s),
+            "lambdaLimitS": 900,
+            "tmpNeededBytes": two_hour_bytes,
+            "note": "timeslice recordings stream into ffmpeg, so /tmp holds only the output; restart-style recordings also hold their chunks (2x)"
+        },
+    });
+    let out = std::env::var("BENCH_OUT").unwrap_or_else(|_| "bench/results/merge.json".into());
+    std::fs::write(&out, serde_json::to_string_pretty(&result)? + "\n")?;
+    println!("| measurement | seconds | ratio |");
+    println!("|---|---|---|");
+    println!(
+        "| (a) screenrec stop → ready, {:.2} GiB in {} chunks | {} | |",
+        gib, run.chunks, run.seconds
+    );
+    println!(
+        "| (b) naive: parallel GET, cat, ffmpeg -c copy, multipart PUT | {naive_s} | a/b = {} (goal ≤ 0.60) |",
+        result["ratioToNaive"]
+    );
+    println!(
+        "| (c) floor: parallel GET + multipart PUT | {floor_s} | a/c = {} (goal ≤ 1.15) |",
+        result["ratioToFloor"]
+    );
+    println!(
+        "peak RSS of the merging process: {} MiB (idle {} MiB); {} MiB for a {:.1} MiB recording",
+        run.peak_rss_mib,
+        run.idle_rss_mib,
+        small_run.peak_rss_mib,
+        small_run.bytes as f64 / 1048576.0
+    );
+    println!("results written to {out}");
+    Ok(())
+}
