@@ -41,8 +41,17 @@ impl Instance {
             .arg("serve")
             .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open("bench/data/instances.log")?,
+            )
             .spawn()?;
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
@@ -189,7 +198,7 @@ async fn get_all(
     futures::stream::iter(0..chunks)
         .map(|i| async move {
             let key = ObjectKey::chunk(id, ChunkIndex::new(i));
-            let bytes = screenrec::store::read_all(store, &key).await?;
+            let bytes = screenrec::store::read_all(store, &key, None).await?;
             if let Some(dir) = to {
                 tokio::fs::write(dir.join(format!("chunk-{i:06}.webm")), &bytes).await?;
             }

@@ -284,7 +284,7 @@ impl Recordings {
             }
             return Err(e);
         }
-        let body = read_all(self.store.as_ref(), &key).await?;
+        let body = read_all(self.store.as_ref(), &key, Some(info.size)).await?;
         let digest = ChunkDigest::of(&body);
         let claim = self
             .coord

@@ -179,6 +179,7 @@ impl Merger {
         // whole file at the end.
         let (done_tx, done_rx) = watch::channel(false);
         let progress = |pct: u8| (self.progress)(id, pct);
+        let started = std::time::Instant::now();
         let ffmpeg = &self.settings.ffmpeg;
         let (remuxed, followed) = tokio::join!(
             async {
@@ -199,6 +200,7 @@ impl Merger {
             upload.abort().await;
             return Err(e);
         }
+        let remuxed_s = started.elapsed().as_secs_f64();
         // Verify while the last parts go up; complete only if the output is whole.
         let (info, upload) = tokio::join!(
             ffmpeg::inspect(ffmpeg, &out, container, layout),
@@ -216,6 +218,12 @@ impl Merger {
             (_, Err(e)) => return Err(e),
         };
         progress(100);
+        info!(
+            remux_s = remuxed_s,
+            total_s = started.elapsed().as_secs_f64(),
+            size_bytes = info.size_bytes,
+            "merged and uploaded"
+        );
         let mut output = serde_json::to_value(&info).expect("serializable");
         output["key"] = json!(key.as_str());
         Ok(output)

@@ -55,6 +55,7 @@ impl ChunkSource for StoredChunks {
         let bytes = read_all(
             self.store.as_ref(),
             &ObjectKey::chunk(&self.id, ChunkIndex::new(index)),
+            Some(expected.digest.size),
         )
         .await
         .map_err(|e| match e {

@@ -92,9 +92,18 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
 }
 
-/// Read a whole object into memory (chunks are bounded by the chunk size limit).
-pub async fn read_all(store: &dyn ObjectStore, key: &ObjectKey) -> Result<Bytes> {
-    use futures::TryStreamExt;
-    let parts: Vec<Bytes> = store.get(key).await?.try_collect().await?;
-    Ok(parts.concat().into())
+/// Read a whole object into memory (chunks are bounded by the chunk size limit). With its
+/// expected length, the buffer is allocated once and each received buffer copied once.
+pub async fn read_all(
+    store: &dyn ObjectStore,
+    key: &ObjectKey,
+    expected_len: Option<u64>,
+) -> Result<Bytes> {
+    use futures::StreamExt;
+    let mut stream = store.get(key).await?;
+    let mut out = bytes::BytesMut::with_capacity(expected_len.unwrap_or(0) as usize);
+    while let Some(part) = stream.next().await {
+        out.extend_from_slice(&part?);
+    }
+    Ok(out.freeze())
 }

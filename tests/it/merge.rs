@@ -281,6 +281,7 @@ async fn every_fixture_becomes_a_downloadable_seekable_video_on_every_backend() 
             let manifest = screenrec::store::read_all(
                 app.state.recordings.store().as_ref(),
                 &screenrec::domain::ObjectKey::manifest(&id),
+                None,
             )
             .await
             .unwrap();

@@ -159,7 +159,7 @@ pub async fn stored_sha256(store: &dyn ObjectStore, rec: &Rec, count: u32) -> St
     let mut h = Sha256::new();
     for i in 0..count {
         let key = ObjectKey::chunk(&id, ChunkIndex::new(i));
-        let bytes = read_all(store, &key)
+        let bytes = read_all(store, &key, None)
             .await
             .unwrap_or_else(|e| panic!("reading {key}: {e}"));
         h.update(&bytes);
