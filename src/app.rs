@@ -14,6 +14,7 @@ use crate::domain::random_bytes;
 use crate::error::{Error, Result};
 use crate::http::{AppState, router};
 use crate::merge::{Ffmpeg, MergeSettings, Merger, run_stream_workers, run_workers};
+use crate::notify::{Hub, Notifier, RedisNotifier};
 use crate::queue::{ChannelQueue, MergeJob, MergeQueue, RedisQueue};
 use crate::service::Recordings;
 use crate::store::{FsStore, ObjectStore, S3Store, UrlSigner};
@@ -64,45 +65,59 @@ pub async fn build(config: &Config) -> Result<App> {
             (Arc::new(S3Store::connect(s3).await), None)
         }
     };
-    let (coord, queue, jobs): (Arc<dyn Coordinator>, Arc<dyn MergeQueue>, Jobs) =
-        match &config.redis_url {
-            Some(url) => {
-                info!("coordination and merge queue: Redis");
-                let consumer = format!(
-                    "{}-{}",
-                    std::process::id(),
-                    hex::encode(random_bytes::<4>())
-                );
-                let prefix = &config.redis_prefix;
-                let queue =
-                    Arc::new(RedisQueue::connect(url, prefix, consumer, config.merge.lease).await?);
-                (
-                    Arc::new(RedisCoordinator::connect(url, prefix, config.recording_ttl).await?),
-                    queue.clone(),
-                    Jobs::Stream(queue),
-                )
-            }
-            None => {
-                warn!("REDIS_URL is unset: in-process coordination, single instance only");
-                let (queue, rx) = ChannelQueue::new();
-                (
-                    Arc::new(MemoryCoordinator::new()),
-                    Arc::new(queue),
-                    Jobs::Local(rx),
-                )
-            }
-        };
+    type Adapters = (
+        Arc<dyn Coordinator>,
+        Arc<dyn MergeQueue>,
+        Arc<dyn Notifier>,
+        Jobs,
+    );
+    let (coord, queue, notifier, jobs): Adapters = match &config.redis_url {
+        Some(url) => {
+            info!("coordination and merge queue: Redis");
+            let consumer = format!(
+                "{}-{}",
+                std::process::id(),
+                hex::encode(random_bytes::<4>())
+            );
+            let prefix = &config.redis_prefix;
+            let queue =
+                Arc::new(RedisQueue::connect(url, prefix, consumer, config.merge.lease).await?);
+            (
+                Arc::new(RedisCoordinator::connect(url, prefix, config.recording_ttl).await?),
+                queue.clone(),
+                Arc::new(RedisNotifier::connect(url, prefix, config.recording_ttl).await?),
+                Jobs::Stream(queue),
+            )
+        }
+        None => {
+            warn!("REDIS_URL is unset: in-process coordination, single instance only");
+            let (queue, rx) = ChannelQueue::new();
+            (
+                Arc::new(MemoryCoordinator::new()),
+                Arc::new(queue),
+                Arc::new(Hub::new()),
+                Jobs::Local(rx),
+            )
+        }
+    };
     let merger = Arc::new(Merger::new(
         store.clone(),
         coord.clone(),
+        notifier.clone(),
         MergeSettings {
             ffmpeg,
             work_dir: config.merge.work_dir.clone(),
             keep_chunks: config.merge.keep_chunks,
         },
-        Arc::new(|id, pct| tracing::debug!(recording_id = %id, pct, "merge progress")),
+        config.limits.presign_ttl,
     ));
-    let recordings = Arc::new(Recordings::new(store, coord, queue, config.limits.clone()));
+    let recordings = Arc::new(Recordings::new(
+        store,
+        coord,
+        queue,
+        notifier,
+        config.limits.clone(),
+    ));
     let state = AppState { recordings, files };
     Ok(App {
         router: router(state.clone()),

@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod merge;
+pub mod notify;
 pub mod queue;
 pub mod service;
 pub mod store;

@@ -14,6 +14,7 @@ use crate::domain::{
     ChunkDigest, ChunkIndex, MediaType, ObjectKey, RecordingId, RecordingState, UploadToken,
 };
 use crate::error::{Error, Result};
+use crate::notify::{EventKind, Notifier};
 use crate::queue::{MergeJob, MergeQueue};
 use crate::store::{ObjectStore, Presign, PresignedUrl, read_all};
 
@@ -39,6 +40,7 @@ pub struct Recordings {
     store: Arc<dyn ObjectStore>,
     coord: Arc<dyn Coordinator>,
     queue: Arc<dyn MergeQueue>,
+    notifier: Arc<dyn Notifier>,
     limits: Limits,
 }
 
@@ -126,13 +128,42 @@ impl Recordings {
         store: Arc<dyn ObjectStore>,
         coord: Arc<dyn Coordinator>,
         queue: Arc<dyn MergeQueue>,
+        notifier: Arc<dyn Notifier>,
         limits: Limits,
     ) -> Self {
         Self {
             store,
             coord,
             queue,
+            notifier,
             limits,
+        }
+    }
+
+    pub fn notifier(&self) -> &Arc<dyn Notifier> {
+        &self.notifier
+    }
+
+    /// Count a committed chunk: the `chunkSaved` event. The chunk is stored whatever happens
+    /// here, so a failure to notify is logged, not returned.
+    async fn chunk_saved(
+        &self,
+        id: &RecordingId,
+        index: ChunkIndex,
+        committed: Option<u64>,
+    ) -> ChunkReceipt {
+        if let Some(bytes_received) = committed {
+            let kind = EventKind::ChunkSaved {
+                index: index.get(),
+                bytes_received,
+            };
+            if let Err(e) = self.notifier.publish(id, kind).await {
+                warn!(recording_id = %id, error = %e, "chunkSaved not published");
+            }
+        }
+        ChunkReceipt {
+            index,
+            duplicate: committed.is_none(),
         }
     }
 
@@ -217,11 +248,8 @@ impl Recordings {
         self.store
             .put(&ObjectKey::chunk(&meta.id, index), body, &meta.mime_type)
             .await?;
-        let fresh = self.coord.commit(&meta.id, index, &digest).await?;
-        Ok(ChunkReceipt {
-            index,
-            duplicate: !fresh,
-        })
+        let committed = self.coord.commit(&meta.id, index, &digest).await?;
+        Ok(self.chunk_saved(&meta.id, index, committed).await)
     }
 
     /// Hand out a presigned PUT for chunk `seq`, so the browser uploads straight to storage.
@@ -296,11 +324,8 @@ impl Recordings {
                 duplicate: true,
             });
         }
-        let fresh = self.coord.commit(&meta.id, seq, &digest).await?;
-        Ok(ChunkReceipt {
-            index: seq,
-            duplicate: !fresh,
-        })
+        let committed = self.coord.commit(&meta.id, seq, &digest).await?;
+        Ok(self.chunk_saved(&meta.id, seq, committed).await)
     }
 
     /// Record the final chunk count. Succeeds only when chunks `0..count` are all stored, and
@@ -342,26 +367,13 @@ impl Recordings {
             .as_deref()
             .and_then(|o| serde_json::from_str(o).ok())
             .ok_or_else(|| Error::Internal("ready recording has no output".into()))?;
-        let key = output["key"]
-            .as_str()
-            .ok_or_else(|| Error::Internal("output has no key".into()))
-            .and_then(ObjectKey::parse)?;
-        let content_type = output["contentType"].as_str().unwrap_or("video/webm");
-        let file_name = format!(
-            "recording-{}.{}",
-            meta.id,
-            key.file_name().rsplit('.').next().unwrap_or("webm")
-        );
-        self.store
-            .presign(
-                &key,
-                Presign::Get {
-                    file_name: &file_name,
-                    content_type,
-                },
-                self.limits.presign_ttl,
-            )
-            .await
+        download_url(
+            self.store.as_ref(),
+            &meta.id,
+            &output,
+            self.limits.presign_ttl,
+        )
+        .await
     }
 
     pub async fn write_manifest(&self, id: &RecordingId) -> Result<()> {
@@ -394,6 +406,33 @@ pub async fn write_manifest(
             &ObjectKey::manifest(id),
             Bytes::from(serde_json::to_vec_pretty(&doc).expect("JSON values serialize")),
             "application/json",
+        )
+        .await
+}
+
+/// A presigned GET of a recording's output (described by the merge's output JSON), served as
+/// an attachment named `recording-{id}.{ext}`.
+pub async fn download_url(
+    store: &dyn ObjectStore,
+    id: &RecordingId,
+    output: &serde_json::Value,
+    ttl: Duration,
+) -> Result<PresignedUrl> {
+    let key = output["key"]
+        .as_str()
+        .ok_or_else(|| Error::Internal("output has no key".into()))
+        .and_then(ObjectKey::parse)?;
+    let content_type = output["contentType"].as_str().unwrap_or("video/webm");
+    let ext = key.file_name().rsplit('.').next().unwrap_or("webm");
+    let file_name = format!("recording-{id}.{ext}");
+    store
+        .presign(
+            &key,
+            Presign::Get {
+                file_name: &file_name,
+                content_type,
+            },
+            ttl,
         )
         .await
 }

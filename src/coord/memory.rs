@@ -152,7 +152,7 @@ impl Coordinator for MemoryCoordinator {
         id: &RecordingId,
         index: ChunkIndex,
         digest: &ChunkDigest,
-    ) -> Result<bool> {
+    ) -> Result<Option<u64>> {
         self.with(id, |e| {
             let chunk = e
                 .chunks
@@ -162,13 +162,13 @@ impl Coordinator for MemoryCoordinator {
                 return Err(Error::ChunkConflict { index: index.get() });
             }
             if chunk.stored {
-                return Ok(false);
+                return Ok(None);
             }
             chunk.stored = true;
             e.meta.chunks_received += 1;
             e.meta.bytes_received += digest.size;
             e.meta.updated_at_ms = now_ms();
-            Ok(true)
+            Ok(Some(e.meta.bytes_received))
         })
     }
 

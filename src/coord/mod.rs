@@ -107,13 +107,14 @@ pub trait Coordinator: Send + Sync + 'static {
         max_chunks: u32,
     ) -> Result<Claim>;
 
-    /// Mark a claimed chunk stored (its object is written). Returns whether this call did it.
+    /// Mark a claimed chunk stored (its object is written). Returns the recording's bytes
+    /// received when this call did it, `None` when it was already stored.
     async fn commit(
         &self,
         id: &RecordingId,
         index: ChunkIndex,
         digest: &ChunkDigest,
-    ) -> Result<bool>;
+    ) -> Result<Option<u64>>;
 
     /// Atomically check that exactly chunks `0..count` are stored and move `recording ->
     /// stopping`. Errors: `missing_chunks`, `chunk_count_mismatch`, `already_stopped`.

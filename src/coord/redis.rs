@@ -78,9 +78,9 @@ if string.sub(entry, 3) ~= ARGV[2] then return {'conflict'} end
 if string.sub(entry, 1, 1) == 's' then return {'already'} end
 redis.call('HSET', KEYS[2], ARGV[1], 's:' .. ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'received', 1)
-redis.call('HINCRBY', KEYS[1], 'bytes', ARGV[3])
+local bytes = redis.call('HINCRBY', KEYS[1], 'bytes', ARGV[3])
 redis.call('HSET', KEYS[1], 'updated', ARGV[4])
-return {'committed'}
+return {'committed', tostring(bytes)}
 "#;
 
 /// KEYS: meta, chunks. ARGV: count, now, ttl.
@@ -356,7 +356,7 @@ impl Coordinator for RedisCoordinator {
         id: &RecordingId,
         index: ChunkIndex,
         digest: &ChunkDigest,
-    ) -> Result<bool> {
+    ) -> Result<Option<u64>> {
         let k = self.keys(id);
         let reply: Vec<String> = self
             .commit
@@ -372,8 +372,13 @@ impl Coordinator for RedisCoordinator {
             return Err(e);
         }
         match reply[0].as_str() {
-            "committed" => Ok(true),
-            "already" => Ok(false),
+            "committed" => Ok(Some(
+                reply
+                    .get(1)
+                    .and_then(|b| b.parse().ok())
+                    .unwrap_or_default(),
+            )),
+            "already" => Ok(None),
             "not_uploaded" => Err(Error::ChunkNotUploaded { index: index.get() }),
             "conflict" => Err(Error::ChunkConflict { index: index.get() }),
             _ => Err(unexpected(&reply)),

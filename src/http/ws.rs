@@ -3,19 +3,24 @@
 //! README). Every request gets exactly one reply, in order.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
 use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc};
 use tracing::{Instrument, debug, info_span};
 
 use super::AppState;
 use crate::coord::RecordingMeta;
 use crate::domain::RecordingId;
 use crate::error::{Error, Result};
+use crate::notify::{Event, EventKind, Subscription};
 
 /// Recordings one connection may act on at once.
 pub const MAX_RECORDINGS_PER_CONNECTION: usize = 16;
@@ -46,6 +51,18 @@ enum ClientMessage {
         request_id: Option<Value>,
     },
     Status {
+        recording_id: String,
+        request_id: Option<Value>,
+    },
+    /// Receive the recording's events: those after `last_version`, then live ones.
+    Subscribe {
+        recording_id: String,
+        /// Needed unless the recording was authorised on this connection with `auth`.
+        token: Option<String>,
+        last_version: Option<u64>,
+        request_id: Option<Value>,
+    },
+    Unsubscribe {
         recording_id: String,
         request_id: Option<Value>,
     },
@@ -122,6 +139,13 @@ pub fn encode_chunk_frame(id: &RecordingId, seq: Option<u32>, payload: &[u8]) ->
     out
 }
 
+/// Messages queued for one connection. A client that lets more pile up is too slow: it is
+/// disconnected, and never holds up anyone else.
+pub const OUTBOX: usize = 256;
+const PING_EVERY: Duration = Duration::from_secs(20);
+/// A connection that sends nothing (not even a pong) for this long is closed.
+const IDLE: Duration = Duration::from_secs(60);
+
 pub async fn upgrade(State(app): State<AppState>, ws: WebSocketUpgrade) -> Response {
     let max = app.recordings.limits().max_chunk_bytes as usize + 64;
     ws.max_message_size(max)
@@ -132,28 +156,83 @@ pub async fn upgrade(State(app): State<AppState>, ws: WebSocketUpgrade) -> Respo
 struct Session {
     app: AppState,
     recordings: HashMap<RecordingId, RecordingMeta>,
+    subscriptions: HashMap<RecordingId, tokio::task::JoinHandle<()>>,
+    out: mpsc::Sender<Message>,
+    /// Fired when this connection must close (its outbox overflowed, or a subscription fell
+    /// behind).
+    overflow: Arc<Notify>,
 }
 
-async fn session(app: AppState, mut socket: WebSocket) {
+fn text(v: &Value) -> Message {
+    Message::Text(v.to_string().into())
+}
+
+async fn session(app: AppState, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let (out, mut outbox) = mpsc::channel::<Message>(OUTBOX);
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = outbox.recv().await {
+            if sink.send(msg).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
     let mut session = Session {
         app,
         recordings: HashMap::new(),
+        subscriptions: HashMap::new(),
+        out,
+        overflow: Arc::new(Notify::new()),
     };
-    while let Some(Ok(msg)) = socket.recv().await {
-        let reply = match msg {
-            Message::Text(text) => session.on_text(text.as_str()).await,
-            Message::Binary(frame) => session.on_chunk(frame).await,
-            Message::Close(_) => break,
-            Message::Ping(_) | Message::Pong(_) => continue,
-        };
-        if socket
-            .send(Message::Text(reply.to_string().into()))
-            .await
-            .is_err()
-        {
-            break;
+    let overflow = session.overflow.clone();
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    let mut last_heard = Instant::now();
+    let close = loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let reply = match msg {
+                    Some(Ok(Message::Text(t))) => session.on_text(t.as_str()).await,
+                    Some(Ok(Message::Binary(frame))) => session.on_chunk(frame).await,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        last_heard = Instant::now();
+                        continue;
+                    }
+                    Some(Ok(Message::Close(_))) | None => break None,
+                    Some(Err(e)) => {
+                        debug!(error = %e, "websocket read failed");
+                        break Some((close_code::SIZE, "message too large or malformed"));
+                    }
+                };
+                last_heard = Instant::now();
+                if !reply.is_null() && session.out.try_send(text(&reply)).is_err() {
+                    break Some((close_code::POLICY, "client too slow"));
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > IDLE {
+                    break Some((close_code::POLICY, "idle"));
+                }
+                if session.out.try_send(Message::Ping(Bytes::new())).is_err() {
+                    break Some((close_code::POLICY, "client too slow"));
+                }
+            }
+            () = overflow.notified() => break Some((close_code::POLICY, "client too slow")),
         }
+    };
+    for (_, task) in session.subscriptions.drain() {
+        task.abort();
     }
+    if let Some((code, reason)) = close {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = session.out.try_send(Message::Close(Some(frame)));
+    }
+    drop(session);
+    let _ = writer.await;
     debug!("websocket closed");
 }
 
@@ -175,9 +254,12 @@ impl Session {
             ClientMessage::Create { request_id, .. }
             | ClientMessage::Auth { request_id, .. }
             | ClientMessage::Stop { request_id, .. }
-            | ClientMessage::Status { request_id, .. } => request_id.clone(),
+            | ClientMessage::Status { request_id, .. }
+            | ClientMessage::Subscribe { request_id, .. }
+            | ClientMessage::Unsubscribe { request_id, .. } => request_id.clone(),
         };
         match self.on_message(msg).await {
+            Ok(Value::Null) => Value::Null,
             Ok(mut reply) => {
                 if request_id.is_some() {
                     reply["requestId"] = json!(request_id);
@@ -231,7 +313,93 @@ impl Session {
                 let view = recordings.status(&meta.id).await?;
                 Ok(json!({ "type": "status", "recording": view }))
             }
+            ClientMessage::Subscribe {
+                recording_id,
+                token,
+                last_version,
+                request_id,
+            } => {
+                let id = RecordingId::parse(&recording_id)?;
+                if !self.subscriptions.contains_key(&id)
+                    && self.subscriptions.len() >= MAX_RECORDINGS_PER_CONNECTION
+                {
+                    return Err(Error::ConnectionLimit(format!(
+                        "at most {MAX_RECORDINGS_PER_CONNECTION} subscriptions per connection"
+                    )));
+                }
+                if !self.recordings.contains_key(&id) || token.is_some() {
+                    let meta = recordings.authorize(&id, token.as_deref()).await?;
+                    self.recordings.insert(id.clone(), meta);
+                }
+                self.subscribe(id, last_version, request_id).await?;
+                Ok(Value::Null)
+            }
+            ClientMessage::Unsubscribe { recording_id, .. } => {
+                let id = RecordingId::parse(&recording_id)?;
+                if let Some(task) = self.subscriptions.remove(&id) {
+                    task.abort();
+                }
+                Ok(json!({ "type": "unsubscribed", "recordingId": recording_id }))
+            }
         }
+    }
+
+    /// Start forwarding a recording's events: the reply, the kept events after
+    /// `last_version`, the current state, then live events, in version order.
+    async fn subscribe(
+        &mut self,
+        id: RecordingId,
+        last_version: Option<u64>,
+        request_id: Option<Value>,
+    ) -> Result<()> {
+        if let Some(old) = self.subscriptions.remove(&id) {
+            old.abort();
+        }
+        let recordings = &self.app.recordings;
+        let notifier = recordings.notifier().clone();
+        let Subscription { backlog, mut live } = notifier.subscribe(&id, last_version).await?;
+        let state = recordings.status(&id).await?;
+        let version = match backlog.last() {
+            Some(e) => e.version,
+            None => notifier.version(&id).await?.max(last_version.unwrap_or(0)),
+        };
+        let snapshot = Event {
+            recording_id: id.to_string(),
+            version,
+            kind: EventKind::RecordingState {
+                recording: serde_json::to_value(state).expect("serializable"),
+            },
+        };
+        let mut reply =
+            json!({ "type": "subscribed", "recordingId": id.as_str(), "version": version });
+        if request_id.is_some() {
+            reply["requestId"] = json!(request_id);
+        }
+        if self.out.try_send(text(&reply)).is_err() {
+            self.overflow.notify_one();
+            return Ok(());
+        }
+        let (out, overflow) = (self.out.clone(), self.overflow.clone());
+        let task = tokio::spawn(async move {
+            let send = |e: &Event| {
+                out.try_send(text(&serde_json::to_value(e).expect("serializable")))
+                    .is_ok()
+            };
+            if !(backlog.iter().all(send) && send(&snapshot)) {
+                overflow.notify_one();
+                return;
+            }
+            while let Some(event) = live.next().await {
+                if !send(&event) {
+                    overflow.notify_one();
+                    return;
+                }
+            }
+            // The live stream ended because this subscriber fell behind.
+            overflow.notify_one();
+        });
+        self.subscriptions.insert(id, task);
+        Ok(())
     }
 
     fn authorized(&self, raw_id: &str) -> Result<&RecordingMeta> {

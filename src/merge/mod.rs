@@ -24,8 +24,9 @@ use self::upload::GrowingUpload;
 use crate::coord::{Coordinator, Failure, StateUpdate};
 use crate::domain::{ChunkIndex, Container, ObjectKey, RecordingId, RecordingState};
 use crate::error::{Error, Result};
+use crate::notify::{EventKind, Notifier};
 use crate::queue::{Delivery, MergeJob, RedisQueue};
-use crate::service::write_manifest;
+use crate::service::{download_url, rfc3339, write_manifest};
 use crate::store::ObjectStore;
 
 #[derive(Clone, Debug)]
@@ -47,28 +48,39 @@ pub enum Outcome {
     AlreadyDone,
 }
 
-/// Called with each recording's merge progress in percent.
-pub type ProgressHook = Arc<dyn Fn(&RecordingId, u8) + Send + Sync>;
+/// `mergeProgress` goes out in steps of this many percent.
+const PROGRESS_STEP: u8 = 5;
 
 pub struct Merger {
     store: Arc<dyn ObjectStore>,
     coord: Arc<dyn Coordinator>,
+    notifier: Arc<dyn Notifier>,
     settings: MergeSettings,
-    progress: ProgressHook,
+    /// Lifetime of the download URL in `recordingReady`.
+    presign_ttl: Duration,
 }
 
 impl Merger {
     pub fn new(
         store: Arc<dyn ObjectStore>,
         coord: Arc<dyn Coordinator>,
+        notifier: Arc<dyn Notifier>,
         settings: MergeSettings,
-        progress: ProgressHook,
+        presign_ttl: Duration,
     ) -> Self {
         Self {
             store,
             coord,
+            notifier,
             settings,
-            progress,
+            presign_ttl,
+        }
+    }
+
+    /// Tell subscribers; the recording's state is already recorded, so a failure is logged.
+    async fn notify(&self, id: &RecordingId, kind: EventKind) {
+        if let Err(e) = self.notifier.publish(id, kind).await {
+            warn!(recording_id = %id, error = %e, "event not published");
         }
     }
 
@@ -117,6 +129,19 @@ impl Merger {
                         },
                     )
                     .await?;
+                match download_url(self.store.as_ref(), id, &output, self.presign_ttl).await {
+                    Ok(url) => {
+                        let kind = EventKind::RecordingReady {
+                            download_url: url.url,
+                            expires_at: rfc3339(url.expires_at),
+                            duration_s: output["durationS"].as_f64().unwrap_or_default(),
+                            size_bytes: output["sizeBytes"].as_u64().unwrap_or_default(),
+                            container: output["container"].as_str().unwrap_or_default().into(),
+                        };
+                        self.notify(id, kind).await;
+                    }
+                    Err(e) => warn!(recording_id = %id, error = %e, "no download URL to announce"),
+                }
                 self.finish(id, count).await;
                 info!(recording_id = %id, output = %output, "recording ready");
                 Ok(Outcome::Ready)
@@ -145,6 +170,11 @@ impl Merger {
                 .transition(id, from, RecordingState::Failed, update.clone())
                 .await?
             {
+                let kind = EventKind::RecordingError {
+                    code: e.code().to_owned(),
+                    message: e.to_string(),
+                };
+                self.notify(id, kind).await;
                 break;
             }
         }
@@ -178,11 +208,24 @@ impl Merger {
         // The upload follows the remux, except for MP4, whose faststart pass rewrites the
         // whole file at the end.
         let (done_tx, done_rx) = watch::channel(false);
-        let progress = |pct: u8| (self.progress)(id, pct);
+        // Progress goes through a channel to one publisher, so events keep their order.
+        let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<u8>();
+        let progress = move |pct: u8| {
+            if pct % PROGRESS_STEP == 0 {
+                let _ = progress_tx.send(pct);
+            }
+        };
+        let publishing = async {
+            while let Some(percent) = progress_rx.recv().await {
+                self.notify(id, EventKind::MergeProgress { percent }).await;
+            }
+        };
         let started = std::time::Instant::now();
         let ffmpeg = &self.settings.ffmpeg;
-        let (remuxed, followed) = tokio::join!(
+        let (remuxed, followed, ()) = tokio::join!(
             async {
+                // Owned here, so the progress channel closes when the remux ends.
+                let progress = progress;
                 let r =
                     ffmpeg::remux(ffmpeg, &source, prepared, work.path(), &out, &progress).await;
                 let _ = done_tx.send(true);
@@ -194,7 +237,8 @@ impl Merger {
                 } else {
                     upload.follow(done_rx).await
                 }
-            }
+            },
+            publishing
         );
         if let Err(e) = remuxed.and(followed) {
             upload.abort().await;
@@ -217,7 +261,8 @@ impl Merger {
             }
             (_, Err(e)) => return Err(e),
         };
-        progress(100);
+        self.notify(id, EventKind::MergeProgress { percent: 100 })
+            .await;
         info!(
             remux_s = remuxed_s,
             total_s = started.elapsed().as_secs_f64(),
