@@ -211,7 +211,7 @@ impl Merger {
         // Progress goes through a channel to one publisher, so events keep their order.
         let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<u8>();
         let progress = move |pct: u8| {
-            if pct % PROGRESS_STEP == 0 {
+            if pct.is_multiple_of(PROGRESS_STEP) {
                 let _ = progress_tx.send(pct);
             }
         };
