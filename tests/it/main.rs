@@ -6,4 +6,5 @@ mod common;
 mod coordinator;
 mod ha;
 mod merge;
+mod notify;
 mod ws_client;

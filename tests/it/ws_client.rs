@@ -49,6 +49,20 @@ impl Ws {
         }
     }
 
+    /// Wait for the server to close the connection; its close code.
+    pub async fn close_code(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(30), self.inner.next())
+                .await
+                .expect("no close within 30 s")
+            {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
     /// Send a JSON request and return its reply.
     pub async fn call(&mut self, v: Value) -> Value {
         self.send_json(v).await;
