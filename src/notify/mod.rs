@@ -3,6 +3,7 @@
 //! a client that subscribes late or reconnects to another instance gets the current state and
 //! everything after the last version it saw.
 
+mod apigw;
 mod fanout;
 mod hub;
 mod redis;
@@ -11,6 +12,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
+pub use self::apigw::ApiGatewayNotifier;
 pub use self::hub::Hub;
 pub use self::redis::RedisNotifier;
 use crate::domain::RecordingId;
