@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{Instrument, debug, info_span};
 
 use super::AppState;
@@ -168,16 +168,10 @@ fn text(v: &Value) -> Message {
 }
 
 async fn session(app: AppState, socket: WebSocket) {
-    let (mut sink, mut stream) = socket.split();
-    let (out, mut outbox) = mpsc::channel::<Message>(OUTBOX);
-    let writer = tokio::spawn(async move {
-        while let Some(msg) = outbox.recv().await {
-            if sink.send(msg).await.is_err() {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
+    let (sink, mut stream) = socket.split();
+    let (out, outbox) = mpsc::channel::<Message>(OUTBOX);
+    let (closing, closed) = oneshot::channel::<CloseFrame>();
+    let writer = tokio::spawn(write(sink, outbox, closed));
     let mut session = Session {
         app,
         recordings: HashMap::new(),
@@ -225,15 +219,50 @@ async fn session(app: AppState, socket: WebSocket) {
         task.abort();
     }
     if let Some((code, reason)) = close {
-        let frame = CloseFrame {
+        debug!(code, reason, "closing websocket");
+        let _ = closing.send(CloseFrame {
             code,
             reason: reason.into(),
-        };
-        let _ = session.out.try_send(Message::Close(Some(frame)));
+        });
     }
     drop(session);
     let _ = writer.await;
     debug!("websocket closed");
+}
+
+/// How long a closing socket may take to take its close frame before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// The connection's only writer: queued messages in order; on `closed`, the close frame goes
+/// next, ahead of whatever is still queued (a slow client would never reach it otherwise),
+/// and the socket is dropped after [`CLOSE_GRACE`] at most.
+async fn write(
+    mut sink: futures::stream::SplitSink<WebSocket, Message>,
+    mut outbox: mpsc::Receiver<Message>,
+    mut closed: oneshot::Receiver<CloseFrame>,
+) {
+    let frame = loop {
+        tokio::select! {
+            biased;
+            frame = &mut closed => break frame.ok(),
+            msg = outbox.recv() => {
+                let Some(msg) = msg else { break None };
+                tokio::select! {
+                    sent = sink.send(msg) => if sent.is_err() { return },
+                    // A send stuck on a full socket gives way to the close; the frame being
+                    // written stays whole in the socket's buffer.
+                    frame = &mut closed => break frame.ok(),
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        if let Some(frame) = frame {
+            let _ = sink.send(Message::Close(Some(frame))).await;
+        }
+        let _ = sink.close().await;
+    })
+    .await;
 }
 
 fn error_reply(e: &Error, extra: Value) -> Value {

@@ -340,3 +340,48 @@ async fn the_serverless_notifier_posts_to_api_gateway_and_drops_gone_connections
     let followers = notifier.followers(&id).await.unwrap();
     assert!(!followers.contains(&"ok1=".to_string()));
 }
+
+/// A subscriber that stops reading is cut off once its buffers fill, and never holds up the
+/// subscriber beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_subscriber_is_dropped_and_slows_no_one() {
+    use screenrec::notify::EventKind;
+    let app = spawn_app(&backends()[0]).await;
+    let client = app.client();
+    let rec = client.create("video/webm").await;
+    let mut slow = Ws::connect_small_buffer(&client.ws_url(0)).await;
+    let reply = slow
+        .call(json!({ "type": "subscribe", "recordingId": rec.id, "token": rec.token }))
+        .await;
+    assert_eq!(reply["type"], "subscribed");
+    let mut fast = subscribe(&client, 0, &rec, None).await;
+    assert_eq!(fast.recv().await["type"], "recordingState");
+    let id = screenrec::domain::RecordingId::parse(&rec.id).unwrap();
+    let notifier = app.state.recordings.notifier().clone();
+    // 20 MB of events: more than the kernel buffers between server and client hold.
+    const EVENTS: u64 = 2_000;
+    let padding = "x".repeat(10_000);
+    let publisher = tokio::spawn(async move {
+        for n in 0..EVENTS {
+            let kind = EventKind::RecordingState {
+                recording: json!({ "n": n, "padding": padding }),
+            };
+            notifier.publish(&id, kind).await.unwrap();
+            if n % 5 == 4 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    });
+    let mut next = 1;
+    while next <= EVENTS {
+        let e = fast.recv().await;
+        assert_eq!(
+            e["version"], next,
+            "the reading subscriber lost or reordered an event"
+        );
+        next += 1;
+    }
+    publisher.await.unwrap();
+    // The one that never read has been disconnected with 1008 (policy) after some events.
+    assert_eq!(slow.close_code().await, Some(1008));
+}

@@ -49,12 +49,32 @@ impl Ws {
         }
     }
 
-    /// Wait for the server to close the connection; its close code.
-    pub async fn close_code(&mut self) -> Option<u16> {
-        loop {
-            match tokio::time::timeout(std::time::Duration::from_secs(30), self.inner.next())
+    /// Connect with a tiny receive buffer, so the server feels a client that does not read.
+    pub async fn connect_small_buffer(url: &str) -> Self {
+        let addr = url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        let (inner, _) =
+            tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
                 .await
-                .expect("no close within 30 s")
+                .unwrap();
+        Self { inner }
+    }
+
+    /// Wait (at most 60 s in all) for the server to close the connection; its close code.
+    pub async fn close_code(&mut self) -> Option<u16> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match tokio::time::timeout_at(deadline, self.inner.next())
+                .await
+                .expect("no close within 60 s")
             {
                 Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
                 Some(Ok(_)) => continue,
