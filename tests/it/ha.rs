@@ -4,36 +4,21 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use screenrec::store::{S3Settings, S3Store};
 
+use crate::common::Client;
 use crate::common::fixtures::Recording;
-use crate::common::process::Instance;
+use crate::common::process::Cluster;
 use crate::common::upload::{Path, Plan, stored_sha256, upload};
-use crate::common::{Backend, Client, env_for, redis_url, s3_endpoints};
 
 const RECORDINGS: usize = 50;
 const MIN_CHUNKS: usize = 30;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_recordings_over_three_instances_land_whole_and_in_order() {
-    let (Some(redis), Some((_, s3))) = (
-        redis_url(),
-        s3_endpoints().into_iter().find(|(n, _)| n == "localstack"),
-    ) else {
+    let Some(cluster) = Cluster::start(3, &[]).await else {
         return;
     };
-    let backend = Backend {
-        name: "localstack+redis".into(),
-        s3_endpoint: Some(s3.clone()),
-        redis_url: Some(redis),
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let env = env_for(&backend, dir.path()).await;
-    let mut instances = Vec::new();
-    for n in 0..3 {
-        instances.push(Instance::start(&env, dir.path(), n).await);
-    }
-    let client = Client::new(instances.iter().map(|i| i.base.clone()).collect());
+    let client = cluster.client();
     let fixtures = Recording::all();
     let paths = [Path::Presigned, Path::Server, Path::WsSeq];
     let started = Instant::now();
@@ -65,13 +50,7 @@ async fn fifty_recordings_over_three_instances_land_whole_and_in_order() {
         started.elapsed().as_secs_f64()
     );
 
-    let store = S3Store::connect(&S3Settings {
-        bucket: env["S3_BUCKET"].clone(),
-        region: Some("us-east-1".into()),
-        endpoint: Some(s3),
-        force_path_style: true,
-    })
-    .await;
+    let store = cluster.store().await;
     let mut intact = 0;
     for (rec, chunks, path, name) in &results {
         let status = client.status(0, rec).await;
@@ -82,7 +61,7 @@ async fn fifty_recordings_over_three_instances_land_whole_and_in_order() {
         intact += 1;
     }
     assert_eq!(intact, RECORDINGS);
-    for i in &instances {
+    for i in &cluster.instances {
         assert!(!i.log_text().contains("panicked"), "{}", i.log_text());
     }
 }
@@ -91,28 +70,16 @@ async fn fifty_recordings_over_three_instances_land_whole_and_in_order() {
 /// lease expires and finishes it, and there is exactly one output.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merge_survives_its_worker_being_killed() {
-    let (Some(redis), Some((_, s3))) = (
-        redis_url(),
-        s3_endpoints().into_iter().find(|(n, _)| n == "localstack"),
-    ) else {
+    let vars = [("MERGE_LEASE_SECS", "2"), ("KEEP_CHUNKS", "false")];
+    let Some(mut cluster) = Cluster::start(1, &vars).await else {
         return;
     };
-    let backend = Backend {
-        name: "localstack+redis".into(),
-        s3_endpoint: Some(s3.clone()),
-        redis_url: Some(redis),
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let mut env = env_for(&backend, dir.path()).await;
-    env.insert("MERGE_LEASE_SECS".into(), "2".into());
-    env.insert("KEEP_CHUNKS".into(), "false".into());
     // Restart-style chunks are complete files, so repeating them makes a long, valid recording
     // whose merge takes long enough to be interrupted.
     let fixture = Recording::load("vp8-restart2000");
     let chunks = fixture.repeated_to(400);
 
-    let mut a = Instance::start(&env, dir.path(), 0).await;
-    let client_a = Client::new(vec![a.base.clone()]);
+    let client_a = cluster.client();
     let rec = client_a.create(&fixture.mime_type).await;
     let plan = Plan {
         in_flight: 8,
@@ -136,15 +103,9 @@ async fn a_merge_survives_its_worker_being_killed() {
         assert!(Instant::now() < deadline, "merge never started");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    a.kill();
+    cluster.instances[0].kill();
 
-    let store = S3Store::connect(&S3Settings {
-        bucket: env["S3_BUCKET"].clone(),
-        region: Some("us-east-1".into()),
-        endpoint: Some(s3),
-        force_path_style: true,
-    })
-    .await;
+    let store = cluster.store().await;
     let outputs = || async {
         store
             .client()
@@ -164,7 +125,7 @@ async fn a_merge_survives_its_worker_being_killed() {
         "the killed worker had already uploaded"
     );
 
-    let b = Instance::start(&env, dir.path(), 1).await;
+    let b = cluster.add().await;
     let client_b = Client::new(vec![b.base.clone()]);
     let deadline = Instant::now() + Duration::from_secs(120);
     let status = loop {

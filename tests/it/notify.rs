@@ -6,9 +6,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::common::fixtures::Recording;
-use crate::common::process::Instance;
+use crate::common::process::Cluster;
 use crate::common::upload::{Path, Plan, upload};
-use crate::common::{Backend, Client, Rec, backends, env_for, redis_url, s3_endpoints, spawn_app};
+use crate::common::{Client, Rec, backends, redis_url, spawn_app};
 use crate::ws_client::Ws;
 
 async fn subscribe(client: &Client, n: usize, rec: &Rec, last: Option<u64>) -> Ws {
@@ -105,44 +105,23 @@ async fn the_embedded_instance_notifies_its_subscribers() {
     }
 }
 
-async fn three_instances() -> Option<(Vec<Instance>, tempfile::TempDir)> {
-    let (Some(redis), Some((_, s3))) = (
-        redis_url(),
-        s3_endpoints().into_iter().find(|(n, _)| n == "localstack"),
-    ) else {
-        return None;
-    };
-    let backend = Backend {
-        name: "localstack+redis".into(),
-        s3_endpoint: Some(s3),
-        redis_url: Some(redis),
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let env = env_for(&backend, dir.path()).await;
-    let mut instances = Vec::new();
-    for n in 0..3 {
-        instances.push(Instance::start(&env, dir.path(), n).await);
-    }
-    Some((instances, dir))
-}
-
 /// Subscribed on instance 3, uploading through instance 1, stopping through instance 2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_reach_the_instance_that_holds_the_socket() {
-    let Some((instances, _dir)) = three_instances().await else {
+    let Some(cluster) = Cluster::start(3, &[]).await else {
         return;
     };
-    let client = Client::new(instances.iter().map(|i| i.base.clone()).collect());
+    let client = cluster.client();
     check_flow(&client, 2, 0, 1).await;
 }
 
 /// Drop the socket mid-merge and reconnect to another instance with the last version seen.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_reconnects_elsewhere_misses_nothing() {
-    let Some((instances, _dir)) = three_instances().await else {
+    let Some(cluster) = Cluster::start(3, &[]).await else {
         return;
     };
-    let client = Client::new(instances.iter().map(|i| i.base.clone()).collect());
+    let client = cluster.client();
     let fixture = Recording::load("vp8-restart2000");
     let chunks = fixture.repeated_to(120);
     let rec = client.create(&fixture.mime_type).await;

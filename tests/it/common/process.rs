@@ -76,3 +76,70 @@ impl Drop for Instance {
         let _ = self.child.wait();
     }
 }
+
+/// `screenrec serve` processes sharing one LocalStack bucket and one Redis.
+pub struct Cluster {
+    pub instances: Vec<Instance>,
+    pub env: HashMap<String, String>,
+    pub s3_endpoint: String,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Start `n` instances with `vars` on top of the test configuration; `None` when Redis and
+    /// LocalStack are not configured (outside `scripts/test`).
+    pub async fn start(n: usize, vars: &[(&str, &str)]) -> Option<Self> {
+        let (Some(redis), Some((_, s3))) = (
+            super::redis_url(),
+            super::s3_endpoints()
+                .into_iter()
+                .find(|(name, _)| name == "localstack"),
+        ) else {
+            return None;
+        };
+        let backend = super::Backend {
+            name: "localstack+redis".into(),
+            s3_endpoint: Some(s3.clone()),
+            redis_url: Some(redis),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = super::env_for(&backend, dir.path()).await;
+        for (k, v) in vars {
+            env.insert((*k).into(), (*v).into());
+        }
+        let mut cluster = Self {
+            instances: Vec::new(),
+            env,
+            s3_endpoint: s3,
+            dir,
+        };
+        for _ in 0..n {
+            cluster.add().await;
+        }
+        Some(cluster)
+    }
+
+    /// Start one more instance.
+    pub async fn add(&mut self) -> &Instance {
+        let n = self.instances.len();
+        let instance = Instance::start(&self.env, self.dir.path(), n).await;
+        self.instances.push(instance);
+        &self.instances[n]
+    }
+
+    /// A client spreading requests round robin over the instances.
+    pub fn client(&self) -> super::Client {
+        super::Client::new(self.instances.iter().map(|i| i.base.clone()).collect())
+    }
+
+    /// The cluster's bucket, read directly.
+    pub async fn store(&self) -> screenrec::store::S3Store {
+        screenrec::store::S3Store::connect(&screenrec::store::S3Settings {
+            bucket: self.env["S3_BUCKET"].clone(),
+            region: Some("us-east-1".into()),
+            endpoint: Some(self.s3_endpoint.clone()),
+            force_path_style: true,
+        })
+        .await
+    }
+}
