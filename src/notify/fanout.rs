@@ -15,6 +15,9 @@ use crate::domain::RecordingId;
 /// Live events buffered per recording for a slow subscriber. One that falls further behind is
 /// cut off (its stream ends) so it never slows the others; it reconnects with its last version.
 const LIVE_BUFFER: usize = 256;
+/// Channels are dropped when an event finds no listener; past this many, the ones nobody
+/// listens to any more are dropped on the next subscription too.
+const PRUNE_AT: usize = 1024;
 
 #[derive(Default)]
 pub struct Fanout {
@@ -24,10 +27,11 @@ pub struct Fanout {
 impl Fanout {
     /// A live stream of the recording's events from now on.
     pub fn listen(&self, id: &RecordingId) -> BoxStream<'static, Event> {
-        let rx = self
-            .topics
-            .lock()
-            .expect("fanout lock")
+        let mut topics = self.topics.lock().expect("fanout lock");
+        if topics.len() >= PRUNE_AT {
+            topics.retain(|_, tx| tx.receiver_count() > 0);
+        }
+        let rx = topics
             .entry(id.clone())
             .or_insert_with(|| broadcast::channel(LIVE_BUFFER).0)
             .subscribe();
