@@ -149,3 +149,57 @@ async fn a_merge_survives_its_worker_being_killed() {
     assert_eq!(status["output"]["videoFrames"], one_pass * 100, "{status}");
     assert!(!b.log_text().contains("panicked"), "{}", b.log_text());
 }
+
+/// The deployment's nginx configuration (checked with `nginx -t`) balancing three instances:
+/// every ingest path, the WebSocket, the merge and the download work through it, and requests
+/// reach every instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_balances_three_instances_without_sticky_sessions() {
+    use crate::common::process::Nginx;
+    let Some(cluster) = Cluster::start(3, &[]).await else {
+        return;
+    };
+    let nginx = Nginx::start(&cluster).await;
+    let client = Client::new(vec![nginx.base.clone()]);
+    let fixture = Recording::load("vp8-opus-ts1000");
+    for (n, path) in [Path::Server, Path::Presigned, Path::WsSeq]
+        .into_iter()
+        .enumerate()
+    {
+        let rec = client.create(&fixture.mime_type).await;
+        let plan = Plan {
+            seed: n as u64,
+            ..Plan::default()
+        };
+        upload(&client, &rec, &fixture.chunks, path, plan).await;
+        client
+            .stop(0, &rec, fixture.chunks.len() as u32)
+            .await
+            .expect(202);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = client.status(0, &rec).await;
+            if status["status"] == "ready" {
+                break;
+            }
+            assert_ne!(status["status"], "failed", "{path:?}: {status}");
+            assert!(Instant::now() < deadline, "{path:?}: not ready: {status}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        client
+            .send(
+                0,
+                reqwest::Method::GET,
+                &format!("/recordings/{}/download", rec.id),
+                Some(&rec.token),
+                None,
+            )
+            .await
+            .expect(302);
+    }
+    let used: std::collections::HashSet<String> = nginx.upstreams_used().into_iter().collect();
+    for i in &cluster.instances {
+        let addr = i.base.trim_start_matches("http://");
+        assert!(used.contains(addr), "no request reached {addr}: {used:?}");
+    }
+}

@@ -143,3 +143,95 @@ impl Cluster {
         .await
     }
 }
+
+/// nginx from Debian as a round-robin load balancer in front of a cluster, configured from
+/// `infra/nginx/screenrec.conf.template` (the file the compose deployment uses).
+pub struct Nginx {
+    pub base: String,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    pub async fn start(cluster: &Cluster) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let upstreams: String = cluster
+            .instances
+            .iter()
+            .map(|i| format!("server {};", i.base.trim_start_matches("http://")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let template = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("infra/nginx/screenrec.conf.template"),
+        )
+        .unwrap();
+        let site = template
+            .replace("${SCREENREC_UPSTREAMS}", &upstreams)
+            .replace("${SCREENREC_LISTEN}", &format!("127.0.0.1:{port}"));
+        let d = dir.path().display();
+        let conf = format!(
+            "daemon off;\nuser root;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log warn;\nevents {{}}\nhttp {{\n\
+             log_format upstream '$request_method $uri $status $upstream_addr';\n\
+             access_log {d}/access.log upstream;\n\
+             client_body_temp_path {d}/body;\nproxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fcgi;\nuwsgi_temp_path {d}/uwsgi;\nscgi_temp_path {d}/scgi;\n\
+             {site}\n}}\n"
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let check = Command::new("nginx")
+            .arg("-t")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf_path)
+            .output()
+            .expect("running nginx (Debian's nginx package)");
+        assert!(
+            check.status.success(),
+            "nginx -t: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if http.get(format!("{base}/healthz")).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { base, child, dir }
+    }
+
+    /// The upstream each proxied request went to, from the access log.
+    pub fn upstreams_used(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(3).map(str::to_owned))
+            .collect()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
