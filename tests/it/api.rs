@@ -71,16 +71,7 @@ async fn retries_are_idempotent_and_conflicts_are_refused() {
             .expect_error(409, "chunk_conflict");
         assert_eq!(conflict["error"]["index"], 0);
         // A presigned grant for a stored chunk says so instead of handing out a URL.
-        let grant = c
-            .send(
-                0,
-                Method::POST,
-                &format!("/recordings/{}/chunks", rec.id),
-                Some(&rec.token),
-                Some(json!({ "seq": 0 })),
-            )
-            .await
-            .expect(200);
+        let grant = c.grant(0, &rec, json!(0)).await.expect(200);
         assert_eq!(grant["alreadyStored"], true);
         assert!(grant.get("uploadUrl").is_none());
         // A recording numbered by seq refuses chunks without one.
@@ -100,16 +91,7 @@ async fn presigned_uploads_count_only_once_confirmed() {
         let app = spawn_app(&backend).await;
         let c = app.client();
         let rec = c.create("video/webm;codecs=vp9").await;
-        let grant = c
-            .send(
-                0,
-                Method::POST,
-                &format!("/recordings/{}/chunks", rec.id),
-                Some(&rec.token),
-                Some(json!({ "seq": 0 })),
-            )
-            .await
-            .expect(200);
+        let grant = c.grant(0, &rec, json!(0)).await.expect(200);
         assert!(grant["uploadUrl"].is_string(), "{grant}");
         assert!(grant["expiresAt"].is_string(), "{grant}");
         assert_eq!(grant["index"], 0);
@@ -250,15 +232,7 @@ async fn bad_input_gets_clear_errors_and_harms_no_other_recording() {
             assert_eq!(body["error"]["code"], "invalid_seq", "seq {seq}");
         }
         for seq in [json!(-1), json!(1e30), json!(1.5), json!(100000)] {
-            c.send(
-                0,
-                Method::POST,
-                &format!("/recordings/{}/chunks", rec.id),
-                t,
-                Some(json!({ "seq": seq })),
-            )
-            .await
-            .expect_error(400, "invalid_seq");
+            c.grant(0, &rec, seq).await.expect_error(400, "invalid_seq");
         }
 
         // Request shape.
@@ -345,15 +319,9 @@ async fn bad_input_gets_clear_errors_and_harms_no_other_recording() {
         c.put_chunk(0, &rec, 3, fixture.chunks[3].clone())
             .await
             .expect_error(409, "recording_not_active");
-        c.send(
-            0,
-            Method::POST,
-            &format!("/recordings/{}/chunks", rec.id),
-            t,
-            Some(json!({ "seq": 3 })),
-        )
-        .await
-        .expect_error(409, "recording_not_active");
+        c.grant(0, &rec, json!(3))
+            .await
+            .expect_error(409, "recording_not_active");
         get(format!("/recordings/{}/download", rec.id), t)
             .await
             .expect_error(409, "not_ready");
