@@ -1,0 +1,382 @@
+variable "region" {
+  description = "AWS region to deploy into, e.g. eu-west-1."
+  type        = string
+  default     = "us-east-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$", var.region))
+    error_message = "region must look like an AWS region name, e.g. us-east-1 or eu-central-2."
+  }
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name (Lambda functions, queues, APIs, log groups)."
+  type        = string
+  default     = "screenrec"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,28}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 3-30 characters of lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen."
+  }
+}
+
+variable "tags" {
+  description = "Extra tags applied to every resource through the provider's default_tags."
+  type        = map(string)
+  default     = {}
+}
+
+variable "bucket_name" {
+  description = "Name of the recordings bucket. Empty: \"<name_prefix>-recordings-<account id>\"."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.bucket_name == "" || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.bucket_name))
+    error_message = "bucket_name must be empty or a valid S3 bucket name (3-63 lowercase letters, digits, dots and hyphens)."
+  }
+}
+
+variable "cors_allowed_origins" {
+  description = "Browser origins allowed to call the HTTP API and to PUT/GET presigned S3 URLs."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.cors_allowed_origins) > 0
+    error_message = "cors_allowed_origins must list at least one origin."
+  }
+
+  validation {
+    condition = alltrue([
+      for o in var.cors_allowed_origins :
+      can(regex("^(https://[A-Za-z0-9.-]+(:[0-9]{1,5})?|http://localhost(:[0-9]{1,5})?)$", o))
+    ])
+    error_message = "Each origin must be https://host[:port] or http://localhost[:port], without a path or trailing slash."
+  }
+}
+
+variable "chunk_retention_days" {
+  description = "Days after which uploaded chunk objects (recordings/*/chunks/) are deleted by S3 lifecycle, merged or not."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.chunk_retention_days >= 1 && floor(var.chunk_retention_days) == var.chunk_retention_days
+    error_message = "chunk_retention_days must be a whole number >= 1."
+  }
+}
+
+variable "recording_retention_days" {
+  description = "Days after which every object under recordings/ (manifests, merged outputs) is deleted by S3 lifecycle."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.recording_retention_days >= 1 && floor(var.recording_retention_days) == var.recording_retention_days
+    error_message = "recording_retention_days must be a whole number >= 1."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Retention of the Lambda and API Gateway CloudWatch log groups, in days."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be one of the values CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)."
+  }
+}
+
+variable "lambda_architecture" {
+  description = "Instruction set of the three Lambda functions; must match the cargo lambda build target (x86_64 or arm64)."
+  type        = string
+  default     = "x86_64"
+
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.lambda_architecture)
+    error_message = "lambda_architecture must be x86_64 or arm64."
+  }
+}
+
+variable "api_zip" {
+  description = "Path of the api function's deployment zip (cargo lambda build --release --output-format zip)."
+  type        = string
+  default     = "../target/lambda/api/bootstrap.zip"
+
+  validation {
+    condition     = endswith(var.api_zip, ".zip")
+    error_message = "api_zip must be the path of a .zip file."
+  }
+}
+
+variable "ws_zip" {
+  description = "Path of the ws function's deployment zip."
+  type        = string
+  default     = "../target/lambda/ws/bootstrap.zip"
+
+  validation {
+    condition     = endswith(var.ws_zip, ".zip")
+    error_message = "ws_zip must be the path of a .zip file."
+  }
+}
+
+variable "merge_zip" {
+  description = "Path of the merge function's deployment zip."
+  type        = string
+  default     = "../target/lambda/merge/bootstrap.zip"
+
+  validation {
+    condition     = endswith(var.merge_zip, ".zip")
+    error_message = "merge_zip must be the path of a .zip file."
+  }
+}
+
+variable "ffmpeg_layer_zip" {
+  description = "Path of the ffmpeg layer zip; it must contain bin/ffmpeg so the binary lands at /opt/bin/ffmpeg."
+  type        = string
+  default     = "../target/lambda/ffmpeg-layer.zip"
+
+  validation {
+    condition     = endswith(var.ffmpeg_layer_zip, ".zip")
+    error_message = "ffmpeg_layer_zip must be the path of a .zip file."
+  }
+}
+
+variable "ffmpeg_layer_architecture" {
+  description = "Instruction set of the ffmpeg binary in the layer (the pinned build in infra/ffmpeg is x86_64); must equal lambda_architecture."
+  type        = string
+  default     = "x86_64"
+
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.ffmpeg_layer_architecture)
+    error_message = "ffmpeg_layer_architecture must be x86_64 or arm64."
+  }
+}
+
+variable "api_memory_mb" {
+  description = "Memory of the api function in MB."
+  type        = number
+  default     = 512
+
+  validation {
+    condition     = var.api_memory_mb >= 128 && var.api_memory_mb <= 10240
+    error_message = "api_memory_mb must be between 128 and 10240."
+  }
+}
+
+variable "ws_memory_mb" {
+  description = "Memory of the ws function in MB."
+  type        = number
+  default     = 256
+
+  validation {
+    condition     = var.ws_memory_mb >= 128 && var.ws_memory_mb <= 10240
+    error_message = "ws_memory_mb must be between 128 and 10240."
+  }
+}
+
+variable "merge_memory_mb" {
+  description = "Memory of the merge function in MB (CPU scales with it; ffmpeg remuxing is mostly I/O bound)."
+  type        = number
+  default     = 2048
+
+  validation {
+    condition     = var.merge_memory_mb >= 128 && var.merge_memory_mb <= 10240
+    error_message = "merge_memory_mb must be between 128 and 10240."
+  }
+}
+
+variable "merge_ephemeral_storage_mb" {
+  description = "Size of the merge function's /tmp in MB: it must hold a recording's chunks plus the merged output."
+  type        = number
+  default     = 10240
+
+  validation {
+    condition     = var.merge_ephemeral_storage_mb >= 512 && var.merge_ephemeral_storage_mb <= 10240
+    error_message = "merge_ephemeral_storage_mb must be between 512 and 10240."
+  }
+}
+
+variable "merge_max_concurrency" {
+  description = "Most merge functions the SQS event source mapping runs at once."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.merge_max_concurrency >= 2 && var.merge_max_concurrency <= 1000
+    error_message = "merge_max_concurrency must be between 2 and 1000 (the SQS event source mapping limits)."
+  }
+}
+
+variable "merge_max_receive_count" {
+  description = "Deliveries of a merge job before SQS moves it to the dead-letter queue."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.merge_max_receive_count >= 1 && var.merge_max_receive_count <= 1000
+    error_message = "merge_max_receive_count must be between 1 and 1000."
+  }
+}
+
+variable "reserved_concurrency" {
+  description = "Reserved concurrency per function (keys api, ws, merge); -1 leaves a function on the unreserved account pool."
+  type        = object({ api = number, ws = number, merge = number })
+  default     = { api = -1, ws = -1, merge = -1 }
+
+  validation {
+    condition     = alltrue([for v in values(var.reserved_concurrency) : v == -1 || v >= 0])
+    error_message = "Each reserved_concurrency value must be -1 (unreserved) or >= 0."
+  }
+}
+
+variable "presign_ttl_secs" {
+  description = "Lifetime of presigned chunk upload and download URLs, in seconds (PRESIGN_TTL_SECS)."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.presign_ttl_secs >= 60 && var.presign_ttl_secs <= 604800
+    error_message = "presign_ttl_secs must be between 60 and 604800 (the SigV4 maximum of 7 days)."
+  }
+}
+
+variable "max_chunk_bytes" {
+  description = "Largest accepted chunk in bytes (MAX_CHUNK_BYTES)."
+  type        = number
+  default     = 16777216
+
+  validation {
+    condition     = var.max_chunk_bytes >= 1024 && var.max_chunk_bytes <= 5368709120
+    error_message = "max_chunk_bytes must be between 1 KiB and 5 GiB (the S3 single PUT limit)."
+  }
+}
+
+variable "redis_prefix" {
+  description = "Prefix of every Redis key (REDIS_PREFIX), so several deployments can share one server."
+  type        = string
+  default     = "screenrec:"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9:_.-]{1,64}$", var.redis_prefix))
+    error_message = "redis_prefix must be 1-64 characters of letters, digits, ':', '_', '.' and '-'."
+  }
+}
+
+variable "redis_url" {
+  description = "URL of an existing Redis/Valkey server (rediss:// recommended). Empty: create an ElastiCache replication group in subnet_ids and run the functions in that VPC."
+  type        = string
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.redis_url == "" || can(regex("^rediss?://", var.redis_url))
+    error_message = "redis_url must be empty or start with redis:// or rediss://."
+  }
+}
+
+variable "subnet_ids" {
+  description = "Private subnets for ElastiCache and the Lambda functions when redis_url is empty. They need a NAT gateway or VPC endpoints (S3, SQS, execute-api) for the functions to reach AWS APIs."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for s in var.subnet_ids : can(regex("^subnet-[0-9a-f]{8,17}$", s))])
+    error_message = "Each subnet_ids entry must be a subnet id (subnet-xxxxxxxx)."
+  }
+}
+
+variable "redis_engine" {
+  description = "ElastiCache engine of the created replication group: valkey or redis."
+  type        = string
+  default     = "valkey"
+
+  validation {
+    condition     = contains(["valkey", "redis"], var.redis_engine)
+    error_message = "redis_engine must be valkey or redis."
+  }
+}
+
+variable "redis_engine_version" {
+  description = "Engine version of the created replication group (e.g. 7.2 for valkey, 7.1 for redis)."
+  type        = string
+  default     = "7.2"
+
+  validation {
+    condition     = can(regex("^[0-9]+\\.[0-9]+$", var.redis_engine_version))
+    error_message = "redis_engine_version must be MAJOR.MINOR, e.g. 7.2."
+  }
+}
+
+variable "redis_node_type" {
+  description = "Node type of the created replication group."
+  type        = string
+  default     = "cache.t4g.micro"
+
+  validation {
+    condition     = can(regex("^cache\\.[a-z0-9]+\\.[a-z0-9]+$", var.redis_node_type))
+    error_message = "redis_node_type must be an ElastiCache node type such as cache.t4g.micro."
+  }
+}
+
+variable "redis_node_count" {
+  description = "Nodes (primary plus replicas) in the created replication group; at least 2, as automatic failover and Multi-AZ are on."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.redis_node_count >= 2 && var.redis_node_count <= 6 && floor(var.redis_node_count) == var.redis_node_count
+    error_message = "redis_node_count must be a whole number between 2 and 6 (automatic failover needs a replica)."
+  }
+}
+
+variable "ws_stage_name" {
+  description = "Stage name of the WebSocket API (part of the wss:// URL and of the management endpoint)."
+  type        = string
+  default     = "prod"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,128}$", var.ws_stage_name))
+    error_message = "ws_stage_name must be 1-128 letters, digits, '_' or '-'."
+  }
+}
+
+variable "api_throttle_rate_limit" {
+  description = "Steady-state requests per second allowed by the HTTP API stage."
+  type        = number
+  default     = 200
+
+  validation {
+    condition     = var.api_throttle_rate_limit > 0
+    error_message = "api_throttle_rate_limit must be positive."
+  }
+}
+
+variable "api_throttle_burst_limit" {
+  description = "Burst of requests allowed by the HTTP API stage."
+  type        = number
+  default     = 400
+
+  validation {
+    condition     = var.api_throttle_burst_limit > 0 && floor(var.api_throttle_burst_limit) == var.api_throttle_burst_limit
+    error_message = "api_throttle_burst_limit must be a positive whole number."
+  }
+}
+
+variable "alarm_topic_arns" {
+  description = "SNS topic ARNs notified by the CloudWatch alarms; empty: alarms only change state."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.alarm_topic_arns : can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+(\\.fifo)?$", a))])
+    error_message = "Each alarm_topic_arns entry must be an SNS topic ARN."
+  }
+}
+
+variable "manage_apigateway_account" {
+  description = "Set the account-level API Gateway CloudWatch Logs role (needed for WebSocket access logs). Turn off if another stack in this account and region manages aws_api_gateway_account."
+  type        = bool
+  default     = true
+}
