@@ -314,13 +314,7 @@ impl Session {
                 ..
             } => {
                 let id = RecordingId::parse(&recording_id)?;
-                if !self.recordings.contains_key(&id)
-                    && self.recordings.len() >= MAX_RECORDINGS_PER_CONNECTION
-                {
-                    return Err(Error::ConnectionLimit(format!(
-                        "at most {MAX_RECORDINGS_PER_CONNECTION} recordings per connection"
-                    )));
-                }
+                self.admit(&id)?;
                 let meta = recordings.authorize(&id, Some(&token)).await?;
                 self.recordings.insert(id, meta);
                 Ok(json!({ "type": "authorized", "recordingId": recording_id }))
@@ -349,13 +343,7 @@ impl Session {
                 request_id,
             } => {
                 let id = RecordingId::parse(&recording_id)?;
-                if !self.subscriptions.contains_key(&id)
-                    && self.subscriptions.len() >= MAX_RECORDINGS_PER_CONNECTION
-                {
-                    return Err(Error::ConnectionLimit(format!(
-                        "at most {MAX_RECORDINGS_PER_CONNECTION} subscriptions per connection"
-                    )));
-                }
+                self.admit(&id)?;
                 if !self.recordings.contains_key(&id) || token.is_some() {
                     let meta = recordings.authorize(&id, token.as_deref()).await?;
                     self.recordings.insert(id.clone(), meta);
@@ -429,6 +417,19 @@ impl Session {
         });
         self.subscriptions.insert(id, task);
         Ok(())
+    }
+
+    /// A connection acts on (and subscribes to) at most
+    /// [`MAX_RECORDINGS_PER_CONNECTION`] recordings.
+    fn admit(&self, id: &RecordingId) -> Result<()> {
+        if self.recordings.contains_key(id) || self.recordings.len() < MAX_RECORDINGS_PER_CONNECTION
+        {
+            Ok(())
+        } else {
+            Err(Error::ConnectionLimit(format!(
+                "at most {MAX_RECORDINGS_PER_CONNECTION} recordings per connection"
+            )))
+        }
     }
 
     fn authorized(&self, raw_id: &str) -> Result<&RecordingMeta> {
