@@ -1,60 +1,48 @@
 # Alarms: failed merges (DLQ not empty, merge function errors) and API 5xx responses.
 
-resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {
-  alarm_name          = "${var.name_prefix}-merge-dlq-not-empty"
-  alarm_description   = "Merge jobs failed ${var.merge_max_receive_count} times and are in the dead-letter queue."
-  namespace           = "AWS/SQS"
-  metric_name         = "ApproximateNumberOfMessagesVisible"
-  dimensions          = { QueueName = aws_sqs_queue.merge_dlq.name }
-  statistic           = "Maximum"
-  period              = 300
-  evaluation_periods  = 1
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = 0
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = var.alarm_topic_arns
-  ok_actions          = var.alarm_topic_arns
+locals {
+  # Every alarm fires on any non-zero value over five minutes; they differ only in the metric.
+  alarms = {
+    merge-dlq-not-empty = {
+      description = "Merge jobs failed ${var.merge_max_receive_count} times and are in the dead-letter queue."
+      namespace   = "AWS/SQS"
+      metric      = "ApproximateNumberOfMessagesVisible"
+      dimensions  = { QueueName = aws_sqs_queue.merge_dlq.name }
+      statistic   = "Maximum"
+    }
+    merge-errors = {
+      description = "The merge function returned errors."
+      namespace   = "AWS/Lambda"
+      metric      = "Errors"
+      dimensions  = { FunctionName = aws_lambda_function.merge.function_name }
+      statistic   = "Sum"
+    }
+    ws-errors = {
+      description = "The ws function returned errors."
+      namespace   = "AWS/Lambda"
+      metric      = "Errors"
+      dimensions  = { FunctionName = aws_lambda_function.ws.function_name }
+      statistic   = "Sum"
+    }
+    http-api-5xx = {
+      description = "The HTTP API answered with 5xx responses."
+      namespace   = "AWS/ApiGateway"
+      metric      = "5xx"
+      dimensions  = { ApiId = aws_apigatewayv2_api.http.id, Stage = aws_apigatewayv2_stage.http.name }
+      statistic   = "Sum"
+    }
+  }
 }
 
-resource "aws_cloudwatch_metric_alarm" "merge_errors" {
-  alarm_name          = "${var.name_prefix}-merge-errors"
-  alarm_description   = "The merge function returned errors."
-  namespace           = "AWS/Lambda"
-  metric_name         = "Errors"
-  dimensions          = { FunctionName = aws_lambda_function.merge.function_name }
-  statistic           = "Sum"
-  period              = 300
-  evaluation_periods  = 1
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = 0
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = var.alarm_topic_arns
-  ok_actions          = var.alarm_topic_arns
-}
+resource "aws_cloudwatch_metric_alarm" "this" {
+  for_each = local.alarms
 
-resource "aws_cloudwatch_metric_alarm" "api_5xx" {
-  alarm_name          = "${var.name_prefix}-http-api-5xx"
-  alarm_description   = "The HTTP API answered with 5xx responses."
-  namespace           = "AWS/ApiGateway"
-  metric_name         = "5xx"
-  dimensions          = { ApiId = aws_apigatewayv2_api.http.id, Stage = aws_apigatewayv2_stage.http.name }
-  statistic           = "Sum"
-  period              = 300
-  evaluation_periods  = 1
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = 0
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = var.alarm_topic_arns
-  ok_actions          = var.alarm_topic_arns
-}
-
-resource "aws_cloudwatch_metric_alarm" "ws_errors" {
-  alarm_name          = "${var.name_prefix}-ws-errors"
-  alarm_description   = "The ws function returned errors."
-  namespace           = "AWS/Lambda"
-  metric_name         = "Errors"
-  dimensions          = { FunctionName = aws_lambda_function.ws.function_name }
-  statistic           = "Sum"
+  alarm_name          = "${var.name_prefix}-${each.key}"
+  alarm_description   = each.value.description
+  namespace           = each.value.namespace
+  metric_name         = each.value.metric
+  dimensions          = each.value.dimensions
+  statistic           = each.value.statistic
   period              = 300
   evaluation_periods  = 1
   comparison_operator = "GreaterThanThreshold"
