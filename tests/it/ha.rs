@@ -186,16 +186,7 @@ async fn nginx_balances_three_instances_without_sticky_sessions() {
             assert!(Instant::now() < deadline, "{path:?}: not ready: {status}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        client
-            .send(
-                0,
-                reqwest::Method::GET,
-                &format!("/recordings/{}/download", rec.id),
-                Some(&rec.token),
-                None,
-            )
-            .await
-            .expect(302);
+        client.download(0, &rec).await.expect(302);
     }
     let used: std::collections::HashSet<String> = nginx.upstreams_used().into_iter().collect();
     for i in &cluster.instances {

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
 use serde_json::Value;
 
 use crate::common::fixtures::Recording;
@@ -180,16 +179,7 @@ async fn wait_for_terminal(client: &Client, rec: &Rec) -> Value {
 
 /// Follow `GET /download` to the presigned URL and save the video.
 async fn download(client: &Client, rec: &Rec, to: &Path) -> reqwest::header::HeaderMap {
-    let r = client
-        .send(
-            0,
-            Method::GET,
-            &format!("/recordings/{}/download", rec.id),
-            Some(&rec.token),
-            None,
-        )
-        .await
-        .expect(302);
+    let r = client.download(0, rec).await.expect(302);
     let url = r["downloadUrl"].as_str().unwrap().to_owned();
     let res = client.http.get(&url).send().await.unwrap();
     assert!(
@@ -321,13 +311,7 @@ async fn damaged_recordings_fail_with_a_code_and_never_become_ready() {
                 backend.name
             );
             client
-                .send(
-                    0,
-                    Method::GET,
-                    &format!("/recordings/{}/download", rec.id),
-                    Some(&rec.token),
-                    None,
-                )
+                .download(0, &rec)
                 .await
                 .expect_error(409, "not_ready");
         }

@@ -300,6 +300,18 @@ impl Client {
         answer(r).await
     }
 
+    /// `GET /recordings/{id}/download` (not followed).
+    pub async fn download(&self, n: usize, rec: &Rec) -> Answer {
+        self.send(
+            n,
+            reqwest::Method::GET,
+            &format!("/recordings/{}/download", rec.id),
+            Some(&rec.token),
+            None,
+        )
+        .await
+    }
+
     /// `POST /recordings/{id}/chunks {"seq"}`: ask for a presigned upload URL.
     pub async fn grant(&self, n: usize, rec: &Rec, seq: Value) -> Answer {
         self.send(
