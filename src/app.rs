@@ -118,7 +118,11 @@ pub async fn build(config: &Config) -> Result<App> {
         notifier,
         config.limits.clone(),
     ));
-    let state = AppState { recordings, files };
+    let state = AppState {
+        recordings,
+        files,
+        web_dir: config.web_dir.as_deref().map(Arc::from),
+    };
     Ok(App {
         router: router(state.clone()),
         state,

@@ -45,6 +45,8 @@ pub struct Config {
     pub recording_ttl: Duration,
     pub log_format: LogFormat,
     pub merge: MergeConfig,
+    /// `WEB_DIR`: serve the demo page from this directory (for working on `web/`).
+    pub web_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -213,6 +215,7 @@ impl Config {
             recording_ttl,
             log_format,
             merge,
+            web_dir: var("WEB_DIR").map(PathBuf::from),
         })
     }
 }

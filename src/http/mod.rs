@@ -5,8 +5,10 @@ mod error;
 mod extract;
 mod files;
 mod recordings;
+mod web;
 pub mod ws;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use axum::Json;
@@ -32,6 +34,8 @@ pub struct AppState {
     pub recordings: Arc<Recordings>,
     /// The filesystem store, when the app serves its signed URLs itself.
     pub files: Option<Arc<FsStore>>,
+    /// `WEB_DIR`: serve the page from this directory instead of the copy in the binary.
+    pub web_dir: Option<Arc<Path>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -49,6 +53,8 @@ pub fn router(state: AppState) -> Router {
         .route("/recordings/{id}/download", get(recordings::download))
         .route("/files/{*key}", get(files::get).put(files::put))
         .route("/ws", get(ws::upgrade))
+        .route("/", get(web::index))
+        .route("/web/{name}", get(web::file))
         .route(
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
