@@ -1,0 +1,58 @@
+// Record about 8 s in each format through the demo page and check the result end to end: the
+// page gets `ready`, its player has the right duration and seeks, the download is the codecs
+// asked for, and nothing recorded was lost.
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { ARTIFACTS, FORMATS, checkPlayer, download, launchBrowser, log, openDemo, probe, recordOnDemo, savePageChunks, startServer } from './helpers.mjs';
+
+const SECONDS = 8;
+
+describe('recording through the demo page', { timeout: 300_000 }, () => {
+  let server;
+  let browser;
+  before(async () => {
+    server = await startServer();
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  for (const [name, format] of Object.entries(FORMATS)) {
+    test(`${name} (${format.mimeType}, ${format.mode} upload)`, { timeout: 120_000 }, async () => {
+      const { context, page, consoleLines } = await openDemo(browser, server.base);
+      try {
+        const supported = await page.evaluate((t) => MediaRecorder.isTypeSupported(t), format.mimeType);
+        assert.ok(supported, `this Chromium cannot record ${format.mimeType}`);
+        const rec = await recordOnDemo(page, { ...format, seconds: SECONDS });
+        assert.equal(rec.error, null, `the page shows an error: ${rec.error}\n${consoleLines.join('\n')}`);
+
+        const player = await checkPlayer(page);
+        log(`${name}: recorded ${rec.recordedS.toFixed(3)} s in ${rec.chunks} chunks; <video> duration ${player.duration.toFixed(3)} s; seek to ${player.target.toFixed(2)} landed at ${player.currentTime.toFixed(2)}`);
+        assert.ok(Number.isFinite(player.duration), `the <video> duration is ${player.duration}`);
+        assert.ok(Math.abs(player.duration - rec.recordedS) <= 0.5, `<video> duration ${player.duration} vs recorded ${rec.recordedS}`);
+        assert.ok(Math.abs(player.currentTime - player.target) < 0.5, `seeked to ${player.currentTime}, wanted ${player.target}`);
+        assert.ok(player.readyState >= 2, `no frame to show after the seek (readyState ${player.readyState})`);
+
+        if (name === 'vp8') {
+          await page.locator('#result').scrollIntoViewIfNeeded();
+          await page.screenshot({ path: path.join(ARTIFACTS, 'demo.png'), fullPage: true });
+        }
+
+        const file = await download(page, `${name}.${format.container}`);
+        const local = await probe(await savePageChunks(page, `${name}-local.${format.container}`));
+        const got = await probe(file);
+        log(`${name}: download ${got.format}, ${got.video.codec} ${got.video.width}x${got.video.height} ${got.video.packets} frames + ${got.audio.codec} ${got.audio.packets} frames, ${got.durationS.toFixed(3)} s (recorder produced ${local.video.packets} + ${local.audio.packets})`);
+        assert.equal(got.video.codec, format.video);
+        assert.equal(got.audio.codec, format.audio);
+        assert.equal(got.video.packets, local.video.packets, 'every video frame the recorder produced is in the download');
+        assert.equal(got.audio.packets, local.audio.packets, 'every audio frame the recorder produced is in the download');
+        assert.ok(Math.abs(got.durationS - rec.recordedS) <= 0.5, `file duration ${got.durationS} vs recorded ${rec.recordedS}`);
+      } finally {
+        await context.close();
+      }
+    });
+  }
+});
