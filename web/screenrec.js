@@ -648,7 +648,8 @@ export class UploadQueue {
       this.#settleDrainers();
       return;
     }
-    item.attempts += 1;
+    // Network failures say nothing about the chunk; only server errors use up its attempts.
+    if (error.code !== 'network') item.attempts += 1;
     const retryable = error.retryable && (error.code === 'network' || item.attempts < this.retry.maxAttempts);
     if (!retryable) {
       this.#fail(error.retryable ? error : chunkRefused(item.seq, error));
@@ -914,7 +915,7 @@ export class Recorder extends Emitter {
   #resolveReady = null;
   #rejectReady = null;
   #stopped = null;
-  #startedAt = 0;
+  #startedAt = null;
   #pausedAt = 0;
   #pausedMs = 0;
   #stopping = null;
@@ -954,12 +955,12 @@ export class Recorder extends Emitter {
 
   /** Active recording time in milliseconds (pauses excluded). */
   get durationMs() {
-    if (!this.#startedAt) return 0;
-    const end = this.#stoppedAt || (this.state === 'paused' ? this.#pausedAt : this.timers.now());
+    if (this.#startedAt === null) return 0;
+    const end = this.#stoppedAt ?? (this.state === 'paused' ? this.#pausedAt : this.timers.now());
     return Math.max(0, end - this.#startedAt - this.#pausedMs);
   }
 
-  #stoppedAt = 0;
+  #stoppedAt = null;
 
   /** Resolves with the finished video once the server has merged it. */
   get ready() {
