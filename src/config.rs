@@ -47,6 +47,22 @@ pub struct Config {
     pub merge: MergeConfig,
     /// `WEB_DIR`: serve the demo page from this directory (for working on `web/`).
     pub web_dir: Option<PathBuf>,
+    /// `AWS_REGION` (or `AWS_DEFAULT_REGION`); `us-east-1` when only endpoint overrides are set.
+    pub aws_region: Option<String>,
+    pub serverless: ServerlessConfig,
+}
+
+/// The serverless mode's adapters (both need `REDIS_URL`).
+#[derive(Clone, Debug, Default)]
+pub struct ServerlessConfig {
+    /// `MERGE_QUEUE_URL`: stop sends merge jobs to this SQS queue instead of the Redis Stream;
+    /// the merge function consumes it.
+    pub merge_queue_url: Option<String>,
+    /// `SQS_ENDPOINT`: another SQS endpoint (LocalStack).
+    pub sqs_endpoint: Option<String>,
+    /// `APIGW_MANAGEMENT_ENDPOINT`: events go to API Gateway WebSocket connections through this
+    /// Management API endpoint (`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`).
+    pub apigw_management_endpoint: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -60,6 +76,10 @@ pub struct MergeConfig {
     /// With Redis: how long a merge job may go without its worker's heartbeat before another
     /// worker takes it over.
     pub lease: Duration,
+    /// Deliveries of a merge job before a transient failure becomes the recording's failure
+    /// (with SQS: set it to the queue's `maxReceiveCount`, so the recording is marked failed
+    /// on the last delivery rather than left for the dead-letter queue).
+    pub max_deliveries: u32,
 }
 
 impl Config {
@@ -105,15 +125,7 @@ impl Config {
                         format!("{bucket:?} is not a valid bucket name"),
                     ));
                 }
-                let endpoint = var("S3_ENDPOINT");
-                if let Some(e) = &endpoint
-                    && !(e.starts_with("http://") || e.starts_with("https://"))
-                {
-                    return Err(err(
-                        "S3_ENDPOINT",
-                        format!("{e:?} must start with http:// or https://"),
-                    ));
-                }
+                let endpoint = url_var(&var, "S3_ENDPOINT")?;
                 let region = var("AWS_REGION")
                     .or_else(|| var("AWS_DEFAULT_REGION"))
                     .or_else(|| endpoint.as_ref().map(|_| "us-east-1".to_owned()));
@@ -203,7 +215,34 @@ impl Config {
                 "MERGE_LEASE_SECS",
                 |v| ranged(v, 1, 3600),
             )?),
+            max_deliveries: parse(
+                var("MERGE_MAX_DELIVERIES"),
+                "5",
+                "MERGE_MAX_DELIVERIES",
+                |v| ranged(v, 1, 1000).map(|n| n as u32),
+            )?,
         };
+        let serverless = ServerlessConfig {
+            merge_queue_url: url_var(&var, "MERGE_QUEUE_URL")?,
+            sqs_endpoint: url_var(&var, "SQS_ENDPOINT")?,
+            apigw_management_endpoint: url_var(&var, "APIGW_MANAGEMENT_ENDPOINT")?,
+        };
+        for (name, set) in [
+            ("MERGE_QUEUE_URL", serverless.merge_queue_url.is_some()),
+            (
+                "APIGW_MANAGEMENT_ENDPOINT",
+                serverless.apigw_management_endpoint.is_some(),
+            ),
+        ] {
+            if set && redis_url.is_none() {
+                return Err(err(name, "needs REDIS_URL".into()));
+            }
+        }
+        let overridden = matches!(&storage, StorageConfig::S3(s) if s.endpoint.is_some())
+            || serverless.sqs_endpoint.is_some();
+        let aws_region = var("AWS_REGION")
+            .or_else(|| var("AWS_DEFAULT_REGION"))
+            .or_else(|| overridden.then(|| "us-east-1".to_owned()));
         Ok(Self {
             bind,
             public_base_url,
@@ -216,6 +255,8 @@ impl Config {
             log_format,
             merge,
             web_dir: var("WEB_DIR").map(PathBuf::from),
+            aws_region,
+            serverless,
         })
     }
 }
@@ -227,6 +268,20 @@ fn parse<T>(
     f: impl FnOnce(&str) -> Result<T, String>,
 ) -> Result<T, ConfigError> {
     f(value.as_deref().unwrap_or(default)).map_err(|message| ConfigError { var, message })
+}
+
+/// An optional `http(s)://` URL variable.
+fn url_var(
+    var: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    match var(name) {
+        Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => Err(ConfigError {
+            var: name,
+            message: format!("{u:?} must start with http:// or https://"),
+        }),
+        v => Ok(v),
+    }
 }
 
 fn parse_bool(v: &str) -> Result<bool, String> {

@@ -36,6 +36,8 @@ pub enum Error {
     MethodNotAllowed,
     #[error("connection limit reached: {0}")]
     ConnectionLimit(String),
+    #[error("message not supported here: {0}")]
+    UnsupportedMessage(String),
 
     // --- chunks ------------------------------------------------------------------------------
     #[error("chunk is empty")]
@@ -126,6 +128,7 @@ impl Error {
             InvalidBody(_) => "invalid_body",
             MethodNotAllowed => "method_not_allowed",
             ConnectionLimit(_) => "connection_limit",
+            UnsupportedMessage(_) => "unsupported_message",
             EmptyChunk => "empty_chunk",
             ChunkTooLarge { .. } => "chunk_too_large",
             ChunkConflict { .. } => "chunk_conflict",
@@ -166,6 +169,7 @@ impl Error {
             | InvalidJson(_)
             | InvalidFrame(_)
             | InvalidBody(_)
+            | UnsupportedMessage(_)
             | EmptyChunk => StatusCode::BAD_REQUEST,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ConnectionLimit(_) => StatusCode::TOO_MANY_REQUESTS,

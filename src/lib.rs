@@ -4,9 +4,11 @@
 //!
 //! The crate is layered: [`domain`] (pure types and rules), ports with their adapters
 //! ([`store`], [`coord`], [`queue`]), the use cases in [`service`], and thin transports
-//! ([`http`]). [`app`] wires them from a [`config::Config`].
+//! ([`http`], and [`serverless`] for the Lambda functions). [`app`] wires them from a
+//! [`config::Config`].
 
 pub mod app;
+pub mod aws;
 pub mod config;
 pub mod coord;
 pub mod domain;
@@ -15,6 +17,7 @@ pub mod http;
 pub mod merge;
 pub mod notify;
 pub mod queue;
+pub mod serverless;
 pub mod service;
 pub mod store;
 pub mod telemetry;

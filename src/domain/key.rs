@@ -2,12 +2,15 @@ use super::{ChunkIndex, Container, RecordingId};
 use crate::error::{Error, Result};
 
 const PREFIX: &str = "recordings/";
+/// Chunks live under their own top-level prefix: S3 lifecycle filters take no wildcard, so one
+/// rule on `chunks/` can expire orphaned chunks sooner than the recordings they belong to.
+const CHUNKS: &str = "chunks/";
 
 /// An object key in the store. Only built from validated parts, or parsed back from a string that
 /// has exactly one of these shapes:
 ///
 /// ```text
-/// recordings/{id}/chunks/{index:08}
+/// chunks/{id}/{index:08}
 /// recordings/{id}/manifest.json
 /// recordings/{id}/output.{webm|mkv|mp4}
 /// ```
@@ -16,11 +19,11 @@ pub struct ObjectKey(String);
 
 impl ObjectKey {
     pub fn chunk(id: &RecordingId, index: ChunkIndex) -> Self {
-        Self(format!("{PREFIX}{id}/chunks/{:08}", index.get()))
+        Self(format!("{CHUNKS}{id}/{:08}", index.get()))
     }
 
     pub fn chunks_prefix(id: &RecordingId) -> String {
-        format!("{PREFIX}{id}/chunks/")
+        format!("{CHUNKS}{id}/")
     }
 
     pub fn manifest(id: &RecordingId) -> Self {
@@ -34,10 +37,14 @@ impl ObjectKey {
     /// Parse a key that arrived from outside (a signed file URL). Anything that is not one of the
     /// shapes above is refused, so no `..`, no absolute path and no stray file name gets through.
     pub fn parse(s: &str) -> Result<Self> {
-        let rest = s.strip_prefix(PREFIX).ok_or(Error::NotFound)?;
+        let (is_chunk, rest) = match s.strip_prefix(CHUNKS) {
+            Some(rest) => (true, rest),
+            None => (false, s.strip_prefix(PREFIX).ok_or(Error::NotFound)?),
+        };
         let (id, tail) = rest.split_once('/').ok_or(Error::NotFound)?;
         let id = RecordingId::parse(id)?;
-        let key = if let Some(index) = tail.strip_prefix("chunks/") {
+        let key = if is_chunk {
+            let index = tail;
             if index.len() != 8 || !index.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(Error::NotFound);
             }
@@ -84,7 +91,7 @@ mod tests {
     #[test]
     fn keys_carry_the_index_and_round_trip() {
         let k = ObjectKey::chunk(&id(), ChunkIndex::new(42));
-        assert_eq!(k.as_str(), format!("recordings/{}/chunks/00000042", id()));
+        assert_eq!(k.as_str(), format!("chunks/{}/00000042", id()));
         for key in [
             k,
             ObjectKey::manifest(&id()),
@@ -98,8 +105,10 @@ mod tests {
     fn foreign_keys_are_refused() {
         let id = id();
         for bad in [
-            format!("recordings/{id}/chunks/42"),
-            format!("recordings/{id}/chunks/0000004a"),
+            format!("chunks/{id}/42"),
+            format!("chunks/{id}/0000004a"),
+            format!("recordings/{id}/chunks/00000042"),
+            format!("chunks/{id}/manifest.json"),
             format!("recordings/{id}/../secret"),
             format!("recordings/{id}/output.exe"),
             format!("/recordings/{id}/manifest.json"),

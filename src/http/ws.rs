@@ -21,6 +21,7 @@ use crate::coord::RecordingMeta;
 use crate::domain::RecordingId;
 use crate::error::{Error, Result};
 use crate::notify::{Event, EventKind, Subscription};
+use crate::service::Recordings;
 
 /// Recordings one connection may act on at once.
 pub const MAX_RECORDINGS_PER_CONNECTION: usize = 16;
@@ -28,6 +29,7 @@ pub const MAX_RECORDINGS_PER_CONNECTION: usize = 16;
 pub const FRAME_VERSION: u8 = 1;
 const FLAG_SEQ: u8 = 0b0000_0001;
 
+/// A control message from a client (the serverless ws function takes the same ones).
 #[derive(Deserialize)]
 #[serde(
     tag = "type",
@@ -35,7 +37,7 @@ const FLAG_SEQ: u8 = 0b0000_0001;
     rename_all_fields = "camelCase",
     deny_unknown_fields
 )]
-enum ClientMessage {
+pub(crate) enum ClientMessage {
     Create {
         mime_type: String,
         request_id: Option<Value>,
@@ -265,7 +267,63 @@ async fn write(
     .await;
 }
 
-fn error_reply(e: &Error, extra: Value) -> Value {
+impl ClientMessage {
+    pub(crate) fn request_id(&self) -> Option<Value> {
+        match self {
+            ClientMessage::Create { request_id, .. }
+            | ClientMessage::Auth { request_id, .. }
+            | ClientMessage::Stop { request_id, .. }
+            | ClientMessage::Status { request_id, .. }
+            | ClientMessage::Subscribe { request_id, .. }
+            | ClientMessage::Unsubscribe { request_id, .. } => request_id.clone(),
+        }
+    }
+}
+
+/// A reply to a request: `reply` with the request's `requestId`, or the error frame.
+pub(crate) fn reply_to(request_id: Option<Value>, reply: Result<Value>) -> Value {
+    match reply {
+        Ok(Value::Null) => Value::Null,
+        Ok(mut reply) => {
+            if request_id.is_some() {
+                reply["requestId"] = json!(request_id);
+            }
+            reply
+        }
+        Err(e) => error_reply(&e, json!({ "requestId": request_id })),
+    }
+}
+
+/// What a new subscriber gets before live events: the `subscribed` reply and the snapshot
+/// (`recordingState`) that goes after the kept events in `backlog`.
+pub(crate) async fn greeting(
+    recordings: &Recordings,
+    id: &RecordingId,
+    backlog: &[Event],
+    last_version: Option<u64>,
+    request_id: Option<Value>,
+) -> Result<(Value, Event)> {
+    let state = recordings.status(id).await?;
+    let version = match backlog.last() {
+        Some(e) => e.version,
+        None => recordings
+            .notifier()
+            .version(id)
+            .await?
+            .max(last_version.unwrap_or(0)),
+    };
+    let snapshot = Event {
+        recording_id: id.to_string(),
+        version,
+        kind: EventKind::RecordingState {
+            recording: serde_json::to_value(state).expect("serializable"),
+        },
+    };
+    let reply = json!({ "type": "subscribed", "recordingId": id.as_str(), "version": version });
+    Ok((reply_to(request_id, Ok(reply)), snapshot))
+}
+
+pub(crate) fn error_reply(e: &Error, extra: Value) -> Value {
     let mut reply = json!({ "type": "error", "error": e.to_json() });
     if let (Some(obj), Value::Object(extra)) = (reply.as_object_mut(), extra) {
         obj.extend(extra.into_iter().filter(|(_, v)| !v.is_null()));
@@ -279,24 +337,8 @@ impl Session {
             Ok(m) => m,
             Err(e) => return error_reply(&Error::InvalidJson(e.to_string()), Value::Null),
         };
-        let request_id = match &msg {
-            ClientMessage::Create { request_id, .. }
-            | ClientMessage::Auth { request_id, .. }
-            | ClientMessage::Stop { request_id, .. }
-            | ClientMessage::Status { request_id, .. }
-            | ClientMessage::Subscribe { request_id, .. }
-            | ClientMessage::Unsubscribe { request_id, .. } => request_id.clone(),
-        };
-        match self.on_message(msg).await {
-            Ok(Value::Null) => Value::Null,
-            Ok(mut reply) => {
-                if request_id.is_some() {
-                    reply["requestId"] = json!(request_id);
-                }
-                reply
-            }
-            Err(e) => error_reply(&e, json!({ "requestId": request_id })),
-        }
+        let request_id = msg.request_id();
+        reply_to(request_id, self.on_message(msg).await)
     }
 
     async fn on_message(&mut self, msg: ClientMessage) -> Result<Value> {
@@ -373,25 +415,10 @@ impl Session {
             old.abort();
         }
         let recordings = &self.app.recordings;
-        let notifier = recordings.notifier().clone();
-        let Subscription { backlog, mut live } = notifier.subscribe(&id, last_version).await?;
-        let state = recordings.status(&id).await?;
-        let version = match backlog.last() {
-            Some(e) => e.version,
-            None => notifier.version(&id).await?.max(last_version.unwrap_or(0)),
-        };
-        let snapshot = Event {
-            recording_id: id.to_string(),
-            version,
-            kind: EventKind::RecordingState {
-                recording: serde_json::to_value(state).expect("serializable"),
-            },
-        };
-        let mut reply =
-            json!({ "type": "subscribed", "recordingId": id.as_str(), "version": version });
-        if request_id.is_some() {
-            reply["requestId"] = json!(request_id);
-        }
+        let Subscription { backlog, mut live } =
+            recordings.notifier().subscribe(&id, last_version).await?;
+        let (reply, snapshot) =
+            greeting(recordings, &id, &backlog, last_version, request_id).await?;
         if self.out.try_send(text(&reply)).is_err() {
             self.overflow.notify_one();
             return Ok(());

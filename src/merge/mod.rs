@@ -36,6 +36,8 @@ pub struct MergeSettings {
     pub work_dir: PathBuf,
     /// Keep the chunk objects after a successful merge.
     pub keep_chunks: bool,
+    /// Deliveries of a job before a transient failure becomes the recording's failure.
+    pub max_deliveries: u32,
 }
 
 /// What became of a merge job.
@@ -153,6 +155,38 @@ impl Merger {
                 Ok(Outcome::Failed(e.code()))
             }
         }
+    }
+
+    /// Run delivery number `delivery` (from 1) of a merge job: the retry policy every queue
+    /// shares. `true`: the job is finished (merged, failed for good, or nothing to do) and may be
+    /// acknowledged; `false`: a transient error leaves it for a later delivery.
+    pub async fn deliver(&self, job: &MergeJob, delivery: u64) -> bool {
+        let Ok(id) = RecordingId::parse(&job.recording_id) else {
+            error!(?job, "merge job with an invalid recording id dropped");
+            return true;
+        };
+        let last = delivery >= u64::from(self.settings.max_deliveries);
+        async {
+            match self.run(&id).await {
+                Ok(outcome) => {
+                    info!(?outcome, "merge job done");
+                    true
+                }
+                Err(e) if e.is_transient() && !last => {
+                    warn!(error = %e, "merge attempt failed; it will be retried");
+                    false
+                }
+                Err(e) => {
+                    error!(error = %e, "merge failed");
+                    if let Err(e2) = self.fail(&id, &e).await {
+                        error!(error = %e2, "could not record the failure");
+                    }
+                    true
+                }
+            }
+        }
+        .instrument(info_span!("merge", recording_id = %id, delivery))
+        .await
     }
 
     /// Mark the recording failed with `e` (used too when retries of a transient error run out).
@@ -292,8 +326,6 @@ impl Merger {
 }
 
 /// Retries of a merge that failed for a transient reason, in the embedded pool.
-const ATTEMPTS: u32 = 4;
-
 /// The embedded worker pool: up to `workers` merges at once from the in-process queue.
 pub async fn run_workers(
     merger: Arc<Merger>,
@@ -302,43 +334,19 @@ pub async fn run_workers(
 ) {
     let slots = Arc::new(Semaphore::new(workers.max(1)));
     while let Some(job) = jobs.recv().await {
-        let Ok(id) = RecordingId::parse(&job.recording_id) else {
-            error!(job = ?job, "merge job with an invalid recording id dropped");
-            continue;
-        };
         let permit = slots.clone().acquire_owned().await.expect("semaphore open");
         let merger = merger.clone();
-        let span = info_span!("merge", recording_id = %id);
-        tokio::spawn(
-            async move {
-                let _permit = permit;
-                for attempt in 1..=ATTEMPTS {
-                    match merger.run(&id).await {
-                        Ok(outcome) => {
-                            info!(?outcome, "merge job done");
-                            return;
-                        }
-                        Err(e) if attempt < ATTEMPTS && e.is_transient() => {
-                            warn!(attempt, error = %e, "merge attempt failed; retrying");
-                            tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
-                        }
-                        Err(e) => {
-                            error!(error = %e, "merge failed");
-                            if let Err(e2) = merger.fail(&id, &e).await {
-                                error!(error = %e2, "could not record the failure");
-                            }
-                            return;
-                        }
-                    }
+        tokio::spawn(async move {
+            let _permit = permit;
+            for delivery in 1.. {
+                if merger.deliver(&job, delivery).await {
+                    return;
                 }
+                tokio::time::sleep(Duration::from_secs(1 << delivery.min(5))).await;
             }
-            .instrument(span),
-        );
+        });
     }
 }
-
-/// How often a job is handed out before a transient failure becomes the recording's failure.
-const MAX_DELIVERIES: u64 = 5;
 
 /// The HA worker pool: `workers` loops on the Redis Stream, each holding its job by heartbeat.
 pub async fn run_stream_workers(merger: Arc<Merger>, queue: Arc<RedisQueue>, workers: usize) {
@@ -372,54 +380,28 @@ async fn stream_worker(merger: Arc<Merger>, queue: Arc<RedisQueue>) {
     }
 }
 
+/// One delivery from the stream, held by heartbeat while it runs; left pending (for another
+/// worker after the lease) when it is to be retried.
 async fn handle(merger: &Merger, queue: &RedisQueue, delivery: Delivery) {
     let Delivery {
         entry_id,
         job,
         deliveries,
     } = delivery;
-    let Ok(id) = RecordingId::parse(&job.recording_id) else {
-        error!(?job, "merge job with an invalid recording id dropped");
-        let _ = queue.ack(&entry_id).await;
-        return;
-    };
-    let span = info_span!("merge", recording_id = %id, deliveries);
-    async {
-        let heartbeat = async {
-            let mut tick = tokio::time::interval(queue.lease() / 3);
-            loop {
-                tick.tick().await;
-                if let Err(e) = queue.heartbeat(&entry_id).await {
-                    warn!(error = %e, "merge heartbeat failed");
-                }
+    let heartbeat = async {
+        let mut tick = tokio::time::interval(queue.lease() / 3);
+        loop {
+            tick.tick().await;
+            if let Err(e) = queue.heartbeat(&entry_id).await {
+                warn!(recording_id = %job.recording_id, error = %e, "merge heartbeat failed");
             }
-        };
-        let result = tokio::select! {
-            r = merger.run(&id) => r,
-            () = heartbeat => unreachable!("the heartbeat never ends"),
-        };
-        let done = match result {
-            Ok(outcome) => {
-                info!(?outcome, "merge job done");
-                true
-            }
-            Err(e) if e.is_transient() && deliveries < MAX_DELIVERIES => {
-                // Left pending: after the lease, a worker claims it again.
-                warn!(error = %e, "merge attempt failed; it will be retried");
-                false
-            }
-            Err(e) => {
-                error!(error = %e, "merge failed");
-                if let Err(e2) = merger.fail(&id, &e).await {
-                    error!(error = %e2, "could not record the failure");
-                }
-                true
-            }
-        };
-        if done && let Err(e) = queue.ack(&entry_id).await {
-            warn!(error = %e, "merge job not acknowledged; it will run again, harmlessly");
         }
+    };
+    let done = tokio::select! {
+        done = merger.deliver(&job, deliveries) => done,
+        () = heartbeat => unreachable!("the heartbeat never ends"),
+    };
+    if done && let Err(e) = queue.ack(&entry_id).await {
+        warn!(recording_id = %job.recording_id, error = %e, "merge job not acknowledged; it will run again, harmlessly");
     }
-    .instrument(span)
-    .await;
 }

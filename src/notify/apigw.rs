@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_apigatewaymanagement::Client;
-use aws_sdk_apigatewaymanagement::config::Region;
 use aws_sdk_apigatewaymanagement::error::SdkError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use redis::AsyncCommands;
@@ -48,21 +47,16 @@ impl ApiGatewayNotifier {
     /// `endpoint` is the WebSocket API stage's management endpoint
     /// (`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`).
     pub async fn connect(
+        sdk: &aws_config::SdkConfig,
         redis_url: &str,
         prefix: &str,
         ttl: Duration,
         endpoint: &str,
-        region: Option<String>,
     ) -> Result<Self> {
         let events = RedisNotifier::connect(redis_url, prefix, ttl).await?;
         let conn = ConnectionManager::new(redis::Client::open(redis_url)?).await?;
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = region {
-            loader = loader.region(Region::new(region));
-        }
-        let sdk = loader.load().await;
         // Retries are this adapter's own (`post`), so the SDK does not retry as well.
-        let config = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
+        let config = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
             .endpoint_url(endpoint)
             .retry_config(aws_sdk_apigatewaymanagement::config::retry::RetryConfig::disabled())
             .build();
@@ -114,9 +108,40 @@ impl ApiGatewayNotifier {
         Ok(())
     }
 
+    /// A connection stops following one recording (`unsubscribe`).
+    pub async fn unfollow(&self, id: &RecordingId, connection_id: &str) -> Result<()> {
+        let connection_id = check_connection_id(connection_id)?;
+        redis::pipe()
+            .srem(self.followers_key(id), connection_id)
+            .srem(self.connection_key(connection_id), id.as_str())
+            .query_async::<()>(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
     /// The connections following a recording.
     pub async fn followers(&self, id: &RecordingId) -> Result<Vec<String>> {
         Ok(self.conn.clone().smembers(self.followers_key(id)).await?)
+    }
+
+    /// The recordings a connection follows.
+    pub async fn following(&self, connection_id: &str) -> Result<Vec<String>> {
+        let key = self.connection_key(check_connection_id(connection_id)?);
+        Ok(self.conn.clone().smembers(key).await?)
+    }
+
+    /// The kept events of a recording after version `after` (a subscriber's replay).
+    pub async fn history(&self, id: &RecordingId, after: u64) -> Result<Vec<Event>> {
+        self.events.history(id, after).await
+    }
+
+    /// Send one message to one connection. `Ok(false)`: the connection is gone (and forgotten).
+    pub async fn send(&self, connection_id: &str, body: &[u8]) -> Result<bool> {
+        let sent = self.post(check_connection_id(connection_id)?, body).await?;
+        if !sent {
+            self.unregister(connection_id).await?;
+        }
+        Ok(sent)
     }
 
     /// Post one message to one connection, retrying transient failures with backoff.

@@ -1,7 +1,7 @@
 //! Redis notifier for several instances: a Lua script gives each event the recording's next
 //! version, keeps it in a capped per-recording stream (`{prefix}rec:{id}:events`) and
-//! publishes it on one channel (`{prefix}events`). Every instance listens on that channel and
-//! hands events to its own subscribers, so a socket held by any instance hears of a change
+//! publishes it on one channel (`{prefix}events`). Every instance with subscribers listens on
+//! that channel and hands events to its own subscribers, so a socket held by any instance hears of a change
 //! made on any other.
 
 use std::sync::Arc;
@@ -10,7 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use redis::Script;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, PubSub};
+use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
 use super::fanout::Fanout;
@@ -31,61 +32,96 @@ return s
 "#;
 
 pub struct RedisNotifier {
+    client: redis::Client,
     conn: ConnectionManager,
     prefix: String,
     channel: String,
     ttl_secs: u64,
     publish: Script,
     fanout: Arc<Fanout>,
+    /// Set once this instance listens on the events channel: on the first subscribe, so a
+    /// process that only publishes (a Lambda function) holds no pub/sub connection.
+    listening: OnceCell<()>,
 }
 
 impl RedisNotifier {
-    /// Connect, and start this instance's listener on the events channel.
     pub async fn connect(url: &str, prefix: &str, ttl: Duration) -> Result<Self> {
         let client = redis::Client::open(url)?;
         let conn = ConnectionManager::new(client.clone()).await?;
-        let channel = format!("{prefix}events");
-        let fanout = Arc::new(Fanout::default());
-        tokio::spawn(listen(client, channel.clone(), fanout.clone()));
         Ok(Self {
+            client,
             conn,
             prefix: prefix.to_owned(),
-            channel,
+            channel: format!("{prefix}events"),
             ttl_secs: ttl.as_secs().max(1),
             publish: Script::new(PUBLISH),
-            fanout,
+            fanout: Arc::new(Fanout::default()),
+            listening: OnceCell::new(),
         })
     }
 
     fn key(&self, id: &RecordingId, what: &str) -> String {
         format!("{}rec:{{{id}}}:{what}", self.prefix)
     }
+
+    /// The kept events of a recording after version `after`, oldest first.
+    pub async fn history(&self, id: &RecordingId, after: u64) -> Result<Vec<Event>> {
+        let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+            .arg(self.key(id, "events"))
+            .arg(format!("{}-0", after + 1))
+            .arg("+")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(parse_entries(entries))
+    }
+
+    /// Subscribe to the events channel, once; returns when the subscription is in place.
+    async fn listen(&self) -> Result<()> {
+        self.listening
+            .get_or_try_init(|| async {
+                let pubsub = subscribed(&self.client, &self.channel).await?;
+                tokio::spawn(listen(
+                    pubsub,
+                    self.client.clone(),
+                    self.channel.clone(),
+                    self.fanout.clone(),
+                ));
+                Ok::<_, Error>(())
+            })
+            .await?;
+        Ok(())
+    }
 }
 
-/// Receive every published event and deliver it locally; reconnect when Redis goes away.
-async fn listen(client: redis::Client, channel: String, fanout: Arc<Fanout>) {
+async fn subscribed(client: &redis::Client, channel: &str) -> Result<PubSub> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    info!(%channel, "listening for events");
+    Ok(pubsub)
+}
+
+/// Receive every published event and deliver it locally; resubscribe when Redis goes away.
+async fn listen(mut pubsub: PubSub, client: redis::Client, channel: String, fanout: Arc<Fanout>) {
     loop {
-        match client.get_async_pubsub().await {
-            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
-                Ok(()) => {
-                    info!(%channel, "listening for events");
-                    let mut messages = pubsub.on_message();
-                    while let Some(msg) = messages.next().await {
-                        let Ok(payload) = msg.get_payload::<String>() else {
-                            continue;
-                        };
-                        match serde_json::from_str::<Event>(&payload) {
-                            Ok(event) => fanout.deliver(&event),
-                            Err(e) => warn!(error = %e, "unreadable event"),
-                        }
-                    }
-                    warn!("event channel closed; reconnecting");
-                }
-                Err(e) => warn!(error = %e, "subscribing to events failed"),
-            },
-            Err(e) => warn!(error = %e, "connecting for events failed"),
+        let mut messages = pubsub.on_message();
+        while let Some(msg) = messages.next().await {
+            let Ok(payload) = msg.get_payload::<String>() else {
+                continue;
+            };
+            match serde_json::from_str::<Event>(&payload) {
+                Ok(event) => fanout.deliver(&event),
+                Err(e) => warn!(error = %e, "unreadable event"),
+            }
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        drop(messages);
+        warn!("event channel closed; resubscribing");
+        pubsub = loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            match subscribed(&client, &channel).await {
+                Ok(p) => break p,
+                Err(e) => warn!(error = %e, "subscribing to events failed"),
+            }
+        };
     }
 }
 
@@ -125,15 +161,11 @@ impl Notifier for RedisNotifier {
 
     async fn subscribe(&self, id: &RecordingId, after: Option<u64>) -> Result<Subscription> {
         let after = after.unwrap_or(0);
+        self.listen().await?;
         // Listen first, then read what is kept: nothing falls between the two.
         let live = self.fanout.listen(id);
-        let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-            .arg(self.key(id, "events"))
-            .arg(format!("{}-0", after + 1))
-            .arg("+")
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(splice(parse_entries(entries), live.boxed(), after))
+        let backlog = self.history(id, after).await?;
+        Ok(splice(backlog, live.boxed(), after))
     }
 
     async fn version(&self, id: &RecordingId) -> Result<u64> {

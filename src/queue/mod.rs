@@ -1,13 +1,16 @@
 //! The merge queue port: how a stopped recording reaches a merge worker. In process for the
-//! embedded mode; a Redis Stream consumer group with leases for several instances.
+//! embedded mode; a Redis Stream consumer group with leases for several instances; SQS for the
+//! serverless mode.
 
 mod redis;
+mod sqs;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 pub use self::redis::{Delivery, RedisQueue};
+pub use self::sqs::SqsQueue;
 use crate::error::{Error, Result};
 
 /// One recording to merge.

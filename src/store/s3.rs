@@ -40,16 +40,22 @@ fn s3_err(what: &str, e: impl std::error::Error) -> Error {
 impl S3Store {
     /// Build a client from the standard AWS configuration chain (environment, profile, IMDS,
     /// Lambda role) plus these settings. No request is made.
+    /// Connect with the SDK configuration loaded from the environment.
     pub async fn connect(settings: &S3Settings) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = &settings.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        let sdk = loader.load().await;
-        let mut config = aws_sdk_s3::config::Builder::from(&sdk)
+        Self::new(
+            &crate::aws::sdk_config(settings.region.as_deref()).await,
+            settings,
+        )
+    }
+
+    pub fn new(sdk: &aws_config::SdkConfig, settings: &S3Settings) -> Self {
+        let mut config = aws_sdk_s3::config::Builder::from(sdk)
             .force_path_style(settings.force_path_style)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(region) = &settings.region {
+            config = config.region(Region::new(region.clone()));
+        }
         if let Some(endpoint) = &settings.endpoint {
             config = config.endpoint_url(endpoint);
         }

@@ -7,4 +7,5 @@ mod coordinator;
 mod ha;
 mod merge;
 mod notify;
+mod serverless;
 mod ws_client;

@@ -213,65 +213,21 @@ async fn bad_subscriptions_get_error_frames_and_other_sockets_carry_on() {
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
-/// A stand-in for the API Gateway Management API: records every request and answers by
-/// connection id: `gone…` 410, `flaky…` 500 once then 200, `down…` always 500, others 200.
-#[derive(Clone, Default)]
-struct ManagementApi {
-    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, axum::http::HeaderMap, bytes::Bytes)>>>,
-}
-
-async fn management_api(
-    axum::extract::State(api): axum::extract::State<ManagementApi>,
-    axum::extract::Path(connection): axum::extract::Path<String>,
-    headers: axum::http::HeaderMap,
-    body: bytes::Bytes,
-) -> axum::response::Response {
-    use axum::http::StatusCode;
-    use axum::response::IntoResponse;
-    let earlier = {
-        let mut seen = api.seen.lock().unwrap();
-        let earlier = seen.iter().filter(|(c, _, _)| *c == connection).count();
-        seen.push((connection.clone(), headers, body));
-        earlier
-    };
-    let error = |status, kind| (status, [("x-amzn-errortype", kind)], "{}").into_response();
-    match connection.as_str() {
-        c if c.starts_with("gone") => error(StatusCode::GONE, "GoneException"),
-        c if c.starts_with("flaky") && earlier == 0 => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerErrorException",
-        ),
-        c if c.starts_with("down") => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerErrorException",
-        ),
-        _ => StatusCode::OK.into_response(),
-    }
-}
-
 #[tokio::test]
 async fn the_serverless_notifier_posts_to_api_gateway_and_drops_gone_connections() {
     use screenrec::notify::{ApiGatewayNotifier, EventKind, Notifier};
     let Some(redis) = redis_url() else {
         return;
     };
-    let api = ManagementApi::default();
-    let router = axum::Router::new()
-        .route(
-            "/@connections/{connection}",
-            axum::routing::post(management_api),
-        )
-        .with_state(api.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let api = crate::common::apigw::ManagementApi::spawn().await;
     let prefix = format!("{}:", crate::common::unique("apigw"));
+    let sdk = screenrec::aws::sdk_config(Some("us-east-1")).await;
     let notifier = ApiGatewayNotifier::connect(
+        &sdk,
         &redis,
         &prefix,
         Duration::from_secs(600),
-        &endpoint,
-        Some("us-east-1".into()),
+        &api.endpoint,
     )
     .await
     .unwrap();
@@ -286,7 +242,7 @@ async fn the_serverless_notifier_posts_to_api_gateway_and_drops_gone_connections
         .unwrap();
     assert_eq!(event.version, 1);
 
-    let seen = api.seen.lock().unwrap().clone();
+    let seen = api.seen();
     let to = |c: &str| seen.iter().filter(|(x, _, _)| x == c).collect::<Vec<_>>();
     let ok = to("ok1=");
     assert_eq!(ok.len(), 1, "{seen:?}");

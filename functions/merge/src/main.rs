@@ -1,0 +1,19 @@
+//! The merge function: merge jobs from the SQS queue (or an asynchronous invoke), merged with
+//! the layer's ffmpeg (`/opt/bin/ffmpeg`) in `MERGE_WORK_DIR` (`/tmp`, sized by Terraform).
+
+use std::sync::Arc;
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use screenrec::serverless::MergeFunction;
+use screenrec::serverless::merge::MergeEvent;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let core = screenrec::serverless::start().await?;
+    let function = Arc::new(MergeFunction::new(core.merger()?));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<MergeEvent>| {
+        let function = function.clone();
+        async move { Ok::<_, lambda_runtime::Error>(function.handle(event.payload).await?) }
+    }))
+    .await
+}

@@ -1,0 +1,76 @@
+//! The merge function's events: an SQS batch from the merge queue's event source mapping, or
+//! one job by asynchronous invoke. Each job gets one delivery of [`Merger::deliver`], the retry
+//! policy every queue shares.
+
+use std::sync::Arc;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use serde::Deserialize;
+use tracing::{error, warn};
+
+use crate::error::{Error, Result};
+use crate::merge::Merger;
+use crate::queue::MergeJob;
+
+/// What the merge function is invoked with.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum MergeEvent {
+    Sqs(SqsEvent),
+    Job(MergeJob),
+}
+
+pub struct MergeFunction {
+    merger: Arc<Merger>,
+}
+
+impl MergeFunction {
+    pub fn new(merger: Arc<Merger>) -> Self {
+        Self { merger }
+    }
+
+    /// SQS: the messages to deliver again are reported as batch item failures (the mapping has
+    /// `ReportBatchItemFailures`), so SQS redelivers them after the visibility timeout and the
+    /// others are deleted. An asynchronous invoke: an error makes Lambda retry it.
+    pub async fn handle(&self, event: MergeEvent) -> Result<Option<SqsBatchResponse>> {
+        match event {
+            MergeEvent::Sqs(batch) => {
+                let mut response = SqsBatchResponse::default();
+                for message in batch.records {
+                    let id = message.message_id.clone().unwrap_or_default();
+                    let job = message
+                        .body
+                        .as_deref()
+                        .map(serde_json::from_str::<MergeJob>);
+                    let Some(Ok(job)) = job else {
+                        // Nothing can make it valid: dropped, not retried.
+                        error!(message_id = %id, body = ?message.body, "merge message is not a job");
+                        continue;
+                    };
+                    let delivery = message
+                        .attributes
+                        .get("ApproximateReceiveCount")
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(1);
+                    if !self.merger.deliver(&job, delivery).await {
+                        let mut failure = BatchItemFailure::default();
+                        failure.item_identifier = id;
+                        response.batch_item_failures.push(failure);
+                    }
+                }
+                Ok(Some(response))
+            }
+            MergeEvent::Job(job) => {
+                if self.merger.deliver(&job, 1).await {
+                    Ok(None)
+                } else {
+                    warn!(?job, "merge to be retried by Lambda");
+                    Err(Error::Internal(format!(
+                        "merge of {} failed; to be retried",
+                        job.recording_id
+                    )))
+                }
+            }
+        }
+    }
+}
