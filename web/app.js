@@ -44,6 +44,7 @@ const ui = {
   uploadProgress: $('upload-progress'),
   status: $('status'),
   error: $('error'),
+  errorTitle: $('error-title'),
   errorMessage: $('error-message'),
   errorDismiss: $('error-dismiss'),
   result: $('result'),
@@ -80,8 +81,23 @@ function setStatus(text) {
   if (ui.status.textContent !== text) ui.status.textContent = text;
 }
 
+const ERROR_TITLES = {
+  permission_denied: 'Access was not allowed',
+  unsupported_browser: 'This browser cannot record',
+  unsupported_format: 'This format is not available',
+  no_device: 'Nothing to record',
+  device_busy: 'The source is busy',
+  chunk_refused: 'The server refused the recording',
+  server_refused: 'The server refused the recording',
+  network: 'The server cannot be reached',
+  buffer_full: 'The upload fell too far behind',
+  merge_failed: 'The video could not be put together',
+};
+
 function showError(err) {
-  ui.errorMessage.textContent = err instanceof ScreenrecError || (err && err.message) ? err.message : String(err);
+  const code = err instanceof ScreenrecError ? err.code : null;
+  ui.errorTitle.textContent = ERROR_TITLES[code] || 'The recording could not be finished';
+  ui.errorMessage.textContent = err && err.message ? err.message : String(err);
   ui.error.hidden = false;
 }
 
@@ -306,7 +322,7 @@ function init() {
   fillFormats();
   if (!globalThis.MediaRecorder) {
     ui.start.disabled = true;
-    showError(new Error('This browser cannot record video (it has no MediaRecorder). Use a current version of Chrome, Edge, Firefox or Safari.'));
+    showError(new ScreenrecError('unsupported_browser', 'This browser cannot record video (it has no MediaRecorder). Use a current version of Chrome, Edge, Firefox or Safari.'));
   }
   ui.start.addEventListener('click', start);
   ui.stop.addEventListener('click', stop);

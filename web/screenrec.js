@@ -346,14 +346,22 @@ export class Api {
   async putPresigned(url, method, blob, seq) {
     const what = `Uploading part ${seq + 1}`;
     const res = await this.send(url, { method: method || 'PUT', body: blob }, what);
-    if (!res.ok) {
-      // Storage answers in its own format; an expired or refused URL is granted again.
-      throw new ScreenrecError('server_unavailable', `${what}: storage answered ${res.status}`, {
-        status: res.status,
-        serverCode: `storage_${res.status}`,
-        retryable: true,
-      });
+    if (res.ok) return;
+    let data = null;
+    try {
+      data = JSON.parse(await res.text());
+    } catch {
+      // storage's own format (S3 answers XML)
     }
+    // This server's own file store answers with its JSON errors; any store may say 413.
+    if (data?.error?.code) throw serverError(res.status, data, what);
+    if (res.status === 413) throw serverError(413, { error: { code: 'chunk_too_large', message: 'storage refused it as too large' } }, what);
+    // Anything else (an expired URL, a hiccup) is retried with a fresh grant, a few times.
+    throw new ScreenrecError('server_unavailable', `${what}: storage answered ${res.status}`, {
+      status: res.status,
+      serverCode: `storage_${res.status}`,
+      retryable: true,
+    });
   }
 }
 

@@ -148,13 +148,11 @@ export function launchBrowser() {
 }
 
 /**
- * Runs in the page before its scripts: the screen becomes a 960x540 canvas animation at 30 fps
- * with a 440 Hz tone, and MediaRecorder is tapped so the test keeps its own copy of every chunk
- * and the recorder's start and stop times.
+ * Runs in the page before its scripts: the screen becomes a canvas animation of `size` at
+ * 30 fps with a 440 Hz tone, and MediaRecorder is tapped so the test keeps its own copy of every
+ * chunk and the recorder's start and stop times.
  */
-function fakeScreen() {
-  const W = 960;
-  const H = 540;
+function fakeScreen([W, H]) {
   const tap = { chunks: [], startedAt: 0, stoppedAt: 0, frames: 0 };
   window.__tap = tap;
 
@@ -175,13 +173,15 @@ function fakeScreen() {
       ctx.fillStyle = g;
       ctx.fillRect(0, 0, W, H);
       // a window with a chart that moves
+      ctx.save();
+      ctx.scale(W / 960, H / 540);
       ctx.fillStyle = '#ffffff';
       ctx.beginPath();
-      ctx.roundRect(80, 60, W - 160, H - 120, 14);
+      ctx.roundRect(80, 60, 800, 420, 14);
       ctx.fill();
       ctx.fillStyle = '#eef0f7';
       ctx.beginPath();
-      ctx.roundRect(80, 60, W - 160, 40, [14, 14, 0, 0]);
+      ctx.roundRect(80, 60, 800, 40, [14, 14, 0, 0]);
       ctx.fill();
       ['#ff5f57', '#febc2e', '#28c840'].forEach((c, i) => {
         ctx.fillStyle = c;
@@ -202,11 +202,12 @@ function fakeScreen() {
         ctx.roundRect(130 + i * 58, 440 - h, 40, h, 6);
         ctx.fill();
       });
-      const x = 130 + ((t * 120) % (W - 300));
+      const x = 130 + ((t * 120) % 660);
       ctx.fillStyle = '#ff6b78';
       ctx.beginPath();
       ctx.arc(x, 220, 10, 0, Math.PI * 2);
       ctx.fill();
+      ctx.restore();
       track.requestFrame();
       tap.frames += 1;
     }
@@ -234,23 +235,30 @@ function fakeScreen() {
 
   navigator.mediaDevices.getDisplayMedia = async () => makeStream();
 
+  // The recording time is from the page's start() call to its stop() call, as a person sees it.
   const Native = window.MediaRecorder;
   window.MediaRecorder = class TappedMediaRecorder extends Native {
     constructor(...args) {
       super(...args);
       tap.chunks = [];
       tap.stoppedAt = 0;
-      this.addEventListener('start', () => (tap.startedAt = performance.now()));
-      this.addEventListener('stop', () => (tap.stoppedAt = performance.now()));
       this.addEventListener('dataavailable', (e) => e.data.size && tap.chunks.push(e.data));
+    }
+    start(...args) {
+      tap.startedAt = performance.now();
+      return super.start(...args);
+    }
+    stop() {
+      if (this.state !== 'inactive') tap.stoppedAt = performance.now();
+      return super.stop();
     }
   };
 }
 
-/** A new page on the demo, with the fake screen. */
-export async function openDemo(browser, base) {
+/** A new page on the demo, with a fake screen of `size` pixels. */
+export async function openDemo(browser, base, { size = [960, 540] } = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
-  await context.addInitScript(fakeScreen);
+  await context.addInitScript(fakeScreen, size);
   const page = await context.newPage();
   const consoleLines = [];
   page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));

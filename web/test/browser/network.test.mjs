@@ -1,0 +1,70 @@
+// Cut the page off the network for 3 s in the middle of a recording: the upload holds the
+// chunks, resumes, and the final video has every frame. A recording of the same length with no
+// cut is the reference.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { FORMATS, checkPlayer, cutNetwork, download, launchBrowser, log, openDemo, probe, recordOnDemo, savePageChunks, startServer } from './helpers.mjs';
+
+const SECONDS = 8;
+const CUT_MS = 3000;
+
+describe('network loss during a recording', { timeout: 300_000 }, () => {
+  let server;
+  let browser;
+  before(async () => {
+    server = await startServer();
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  /** Record, check the page and the file; returns the frame counts. */
+  async function recordAndProbe(name, format, during) {
+    // A small screen keeps the encoder from dropping frames when the machine is busy, so the
+    // frame counts of two recordings compare.
+    const { context, page, consoleLines } = await openDemo(browser, server.base, { size: [640, 360] });
+    try {
+      let sawOffline = false;
+      const rec = await recordOnDemo(page, {
+        ...format,
+        seconds: SECONDS,
+        duringAt: 2,
+        during:
+          during &&
+          (async (p) => {
+            const cut = cutNetwork(p, CUT_MS);
+            // The page tells the user while the connection is down.
+            await p.waitForFunction(() => /Offline|Retrying/.test(document.getElementById('connection-text').textContent), null, { timeout: CUT_MS });
+            sawOffline = true;
+            await cut;
+          }),
+      });
+      assert.equal(rec.error, null, `the page shows an error: ${rec.error}\n${consoleLines.join('\n')}`);
+      if (during) assert.ok(sawOffline, 'the page showed the connection as down');
+      const player = await checkPlayer(page);
+      assert.ok(Math.abs(player.duration - rec.recordedS) <= 0.5, `<video> duration ${player.duration} vs recorded ${rec.recordedS}`);
+      const got = await probe(await download(page, `${name}.${format.container}`));
+      const local = await probe(await savePageChunks(page, `${name}-local.${format.container}`));
+      log(`${name}: recorded ${rec.recordedS.toFixed(3)} s (${rec.framesDrawn} frames drawn) in ${rec.chunks} chunks, <video> ${player.duration.toFixed(3)} s; download ${got.video.packets} video + ${got.audio.packets} audio frames, ${got.durationS.toFixed(3)} s; recorder produced ${local.video.packets} + ${local.audio.packets}`);
+      assert.equal(got.video.codec, format.video);
+      assert.equal(got.video.packets, local.video.packets, 'every video frame the recorder produced arrived');
+      assert.equal(got.audio.packets, local.audio.packets, 'every audio frame the recorder produced arrived');
+      return got;
+    } finally {
+      await context.close();
+    }
+  }
+
+  for (const name of ['vp8', 'h264']) {
+    const format = FORMATS[name];
+    test(`${name} over ${format.mode}: 3 s offline, every chunk arrives`, { timeout: 150_000 }, async () => {
+      const reference = await recordAndProbe(`${name}-nocut`, format, false);
+      const cut = await recordAndProbe(`${name}-cut`, format, true);
+      const ratio = cut.video.packets / reference.video.packets;
+      log(`${name}: video frames with the cut ${cut.video.packets}, without ${reference.video.packets} (${((ratio - 1) * 100).toFixed(2)}%)`);
+      assert.ok(Math.abs(ratio - 1) <= 0.02, `frames with the cut ${cut.video.packets} vs without ${reference.video.packets}`);
+    });
+  }
+});
