@@ -26,6 +26,8 @@ export const DEFAULTS = Object.freeze({
   timeslice: 1000,
   maxInFlight: 3,
   maxBufferedBytes: 256 * 1024 * 1024,
+  /** Blobs smaller than this are joined with the next one (see Recorder). */
+  minChunkBytes: 16 * 1024,
   requestTimeoutMs: 60_000,
   retry: Object.freeze({ baseMs: 500, maxMs: 10_000, maxAttempts: 8 }),
   /** Event socket: connection failures in a row before polling the status instead. */
@@ -928,6 +930,8 @@ export class Recorder extends Emitter {
   #pausedMs = 0;
   #stopping = null;
   #detach = [];
+  #held = [];
+  #heldBytes = 0;
 
   constructor(stream, options = {}) {
     super();
@@ -1100,17 +1104,18 @@ export class Recorder extends Emitter {
     this.#stopped = new Promise((resolve) => {
       mr.onstop = () => {
         this.#stoppedAt = this.timers.now();
+        this.#flushHeld();
         resolve();
       };
     });
     mr.ondataavailable = (ev) => {
       const blob = ev.data;
       if (!blob || blob.size === 0) return;
-      const seq = this.chunkCount;
-      this.chunkCount += 1;
       this.bytesRecorded += blob.size;
-      this.emit('chunk', { seq, size: blob.size, blob });
-      this.#queue.push(seq, blob);
+      this.#held.push(blob);
+      this.#heldBytes += blob.size;
+      if (this.#heldBytes >= this.options.minChunkBytes) this.#flushHeld();
+      else this.#progress();
     };
     mr.onerror = (ev) => {
       const e = ev && ev.error;
@@ -1129,6 +1134,22 @@ export class Recorder extends Emitter {
     }
     mr.start(this.options.timeslice);
     this.#startedAt = this.timers.now();
+  }
+
+  /**
+   * Blobs smaller than `minChunkBytes` wait to be joined with the next: MediaRecorder may cut
+   * its first blob inside the file header (even after one byte), and chunk 0 must carry it;
+   * it also saves requests when little changes on screen.
+   */
+  #flushHeld() {
+    if (this.#held.length === 0) return;
+    const blob = this.#held.length === 1 ? this.#held[0] : new Blob(this.#held, { type: this.#held[0].type });
+    this.#held = [];
+    this.#heldBytes = 0;
+    const seq = this.chunkCount;
+    this.chunkCount += 1;
+    this.emit('chunk', { seq, size: blob.size, blob });
+    this.#queue.push(seq, blob);
   }
 
   #watchConnectivity() {

@@ -301,6 +301,7 @@ export async function recordOnDemo(page, { mimeType, mode, seconds = 8, timeslic
   const tap = await page.evaluate(() => ({
     recordedS: (window.__tap.stoppedAt - window.__tap.startedAt) / 1000,
     chunks: window.__tap.chunks.length,
+    chunkSizes: window.__tap.chunks.map((c) => c.size),
     framesDrawn: window.__tap.frames,
   }));
   const error = await page.evaluate(() => (document.getElementById('error').hidden ? null : document.getElementById('error-message').textContent));

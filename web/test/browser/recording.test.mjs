@@ -27,7 +27,7 @@ describe('recording through the demo page', { timeout: 300_000 }, () => {
         const supported = await page.evaluate((t) => MediaRecorder.isTypeSupported(t), format.mimeType);
         assert.ok(supported, `this Chromium cannot record ${format.mimeType}`);
         const rec = await recordOnDemo(page, { ...format, seconds: SECONDS });
-        assert.equal(rec.error, null, `the page shows an error: ${rec.error}\n${consoleLines.join('\n')}`);
+        assert.equal(rec.error, null, `the page shows an error: ${rec.error}\nchunk sizes ${rec.chunkSizes}\n${consoleLines.join('\n')}`);
 
         const player = await checkPlayer(page);
         log(`${name}: recorded ${rec.recordedS.toFixed(3)} s in ${rec.chunks} chunks; <video> duration ${player.duration.toFixed(3)} s; seek to ${player.target.toFixed(2)} landed at ${player.currentTime.toFixed(2)}`);

@@ -40,6 +40,7 @@ function setup({ mode = 'server', routes, supported, ...opts } = {}) {
     timers: clock,
     random: () => 0.5,
     onlineTarget: null,
+    minChunkBytes: 1,
     ...opts,
   });
   for (const type of ['progress', 'chunkSaved', 'mergeProgress', 'ready', 'error', 'state']) {
@@ -179,6 +180,26 @@ describe('Recorder', () => {
     events.reply({ type: 'recordingReady', recordingId: ID, version: 1, downloadUrl: 'u', durationS: 1, sizeBytes: 1, container: 'webm' });
     await stopped;
     assert.equal(upload.closedByClient, true);
+  });
+
+  test('blobs under minChunkBytes wait for the next one (a first blob may be one byte of the header)', async () => {
+    const { recorder, server, ws, mr } = setup({ minChunkBytes: 100 });
+    const chunks = [];
+    recorder.on('chunk', (c) => chunks.push([c.seq, c.size]));
+    await recorder.start();
+    const sock = subscribe(ws);
+    mr.instances[0].data(1);
+    await flush();
+    assert.deepEqual(chunks, []);
+    assert.equal(recorder.progress.bytesRecorded, 1);
+    mr.instances[0].data(150);
+    mr.instances[0].data(20);
+    const stopped = recorder.stop(); // the fake's final blob is 10 bytes
+    await flush();
+    assert.deepEqual(chunks, [[0, 151], [1, 30]]);
+    assert.deepEqual(server.requests.at(-1).body, { chunkCount: 2 });
+    sock.reply({ type: 'recordingReady', recordingId: ID, version: 1, downloadUrl: 'u', durationS: 1, sizeBytes: 1, container: 'webm' });
+    await stopped;
   });
 
   test('a refused chunk: an error event that names the part, recording stops, stop() rejects instead of hanging', async () => {
