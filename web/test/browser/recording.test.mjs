@@ -37,7 +37,9 @@ describe('recording through the demo page', { timeout: 300_000 }, () => {
         assert.ok(player.readyState >= 2, `no frame to show after the seek (readyState ${player.readyState})`);
 
         if (name === 'vp8') {
-          await page.locator('#result').scrollIntoViewIfNeeded();
+          // What a person sees after a recording: let the player settle after the seek first.
+          await page.waitForFunction(() => document.getElementById('player').readyState >= 3);
+          await page.waitForTimeout(1000);
           await page.screenshot({ path: path.join(ARTIFACTS, 'demo.png'), fullPage: true });
         }
 
