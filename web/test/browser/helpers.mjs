@@ -255,10 +255,11 @@ function fakeScreen([W, H]) {
   };
 }
 
-/** A new page on the demo, with a fake screen of `size` pixels. */
-export async function openDemo(browser, base, { size = [960, 540] } = {}) {
+/** A new page on the demo, with a fake screen of `size` pixels (and `init` run before the page). */
+export async function openDemo(browser, base, { size = [960, 540], init } = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
   await context.addInitScript(fakeScreen, size);
+  if (init) await context.addInitScript(init);
   const page = await context.newPage();
   const consoleLines = [];
   page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));

@@ -57,6 +57,34 @@ describe('network loss during a recording', { timeout: 300_000 }, () => {
     }
   }
 
+  test('no WebSocket at all: the page polls the status and still gets the video', { timeout: 90_000 }, async () => {
+    const { context, page, consoleLines } = await openDemo(browser, server.base, {
+      size: [640, 360],
+      // Every WebSocket fails to connect, as behind a proxy that drops upgrades.
+      init: () => {
+        window.WebSocket = class BlockedWebSocket {
+          constructor() {
+            setTimeout(() => this.onclose?.({ code: 1006 }), 10);
+          }
+          send() {
+            throw new Error('not connected');
+          }
+          close() {}
+        };
+      },
+    });
+    try {
+      const rec = await recordOnDemo(page, { ...FORMATS.vp8, seconds: 4 });
+      assert.equal(rec.error, null, `the page shows an error: ${rec.error}\n${consoleLines.join('\n')}`);
+      const player = await checkPlayer(page);
+      log(`polling: recorded ${rec.recordedS.toFixed(3)} s, <video> ${player.duration.toFixed(3)} s`);
+      assert.ok(Math.abs(player.duration - rec.recordedS) <= 0.5, `<video> duration ${player.duration} vs recorded ${rec.recordedS}`);
+      assert.equal(await page.textContent('#meta-format'), 'WebM · VP8 + Opus');
+    } finally {
+      await context.close();
+    }
+  });
+
   for (const name of ['vp8', 'h264']) {
     const format = FORMATS[name];
     test(`${name} over ${format.mode}: 3 s offline, every chunk arrives`, { timeout: 150_000 }, async () => {

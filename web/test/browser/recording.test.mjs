@@ -20,6 +20,31 @@ describe('recording through the demo page', { timeout: 300_000 }, () => {
     await server?.stop();
   });
 
+  test('camera (Chromium\'s fake device), automatic format, driven from the keyboard', { timeout: 60_000 }, async () => {
+    const { context, page, consoleLines } = await openDemo(browser, server.base);
+    try {
+      // Source radio: Tab into the group, arrow to Camera; then Tab on to Start and press Enter.
+      await page.focus('#source-screen');
+      await page.keyboard.press('ArrowRight');
+      assert.equal(await page.isChecked('#source-camera'), true);
+      await page.focus('#start');
+      await page.keyboard.press('Enter');
+      await page.waitForSelector('#state-pill[data-state="recording"]');
+      assert.equal(await page.evaluate(() => document.activeElement.id), 'stop', 'focus moves to Stop');
+      await page.waitForTimeout(3000);
+      await page.keyboard.press('Enter');
+      await page.waitForSelector('#result-badge[data-state="ready"], #error:not([hidden])', { timeout: 60_000 });
+      assert.equal(await page.isHidden('#error'), true, `${await page.textContent('#error-message')}\n${consoleLines.join('\n')}`);
+      const player = await checkPlayer(page);
+      const recordedS = await page.evaluate(() => (window.__tap.stoppedAt - window.__tap.startedAt) / 1000);
+      log(`camera: recorded ${recordedS.toFixed(3)} s as ${await page.textContent('#meta-format')}; <video> ${player.duration.toFixed(3)} s`);
+      assert.ok(Math.abs(player.duration - recordedS) <= 0.5);
+      assert.match(await page.textContent('#status'), /ready/);
+    } finally {
+      await context.close();
+    }
+  });
+
   for (const [name, format] of Object.entries(FORMATS)) {
     test(`${name} (${format.mimeType}, ${format.mode} upload)`, { timeout: 120_000 }, async () => {
       const { context, page, consoleLines } = await openDemo(browser, server.base);
