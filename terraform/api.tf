@@ -1,6 +1,9 @@
-# HTTP API (payload format 2.0) → the api function.
+# HTTP API (payload format 2.0) → the api function. Every route the router serves on AWS
+# (GET /files/{key+} only serves the filesystem store).
 locals {
   http_routes = [
+    "GET /",
+    "GET /web/{name}",
     "POST /recordings",
     "GET /recordings/{id}",
     "POST /recordings/{id}/chunks",
@@ -32,13 +35,13 @@ resource "aws_apigatewayv2_integration" "api" {
   api_id                 = aws_apigatewayv2_api.http.id
   integration_type       = "AWS_PROXY"
   integration_method     = "POST"
-  integration_uri        = aws_lambda_function.api.invoke_arn
+  integration_uri        = aws_lambda_function.fn["api"].invoke_arn
   payload_format_version = "2.0"
   timeout_milliseconds   = 30000
 }
 
 resource "aws_apigatewayv2_route" "http" {
-  #checkov:skip=CKV_AWS_309:Authorization is the application's own: recording ids are unguessable capabilities and uploads/downloads use presigned S3 URLs; health and OpenAPI routes are public by design.
+  #checkov:skip=CKV_AWS_309:Authorization is the application's own: recording ids are unguessable capabilities and uploads/downloads use presigned S3 URLs; the demo page, its assets, health and OpenAPI routes are public by design.
   for_each = toset(local.http_routes)
 
   api_id    = aws_apigatewayv2_api.http.id
@@ -83,7 +86,7 @@ resource "aws_apigatewayv2_stage" "http" {
 resource "aws_lambda_permission" "http_api" {
   statement_id  = "AllowHttpApiInvoke"
   action        = "lambda:InvokeFunction"
-  function_name = aws_lambda_function.api.function_name
+  function_name = aws_lambda_function.fn["api"].function_name
   principal     = "apigateway.amazonaws.com"
   source_arn    = "${aws_apigatewayv2_api.http.execution_arn}/*/*"
 }

@@ -27,15 +27,28 @@ resource "aws_iam_role_policy_attachment" "vpc_access" {
 }
 
 locals {
+  # Object keys (src/domain/key.rs): chunks/{id}/{index:08} under their own prefix, so a
+  # lifecycle rule can expire them; recordings/{id}/manifest.json and
+  # recordings/{id}/output.{webm|mkv|mp4}. Nothing else in the bucket is the functions'.
+  chunk_objects_arn      = "${aws_s3_bucket.recordings.arn}/chunks/*"
   recordings_objects_arn = "${aws_s3_bucket.recordings.arn}/recordings/*"
+
+  # Each function's policy: the shared statements below plus its own document.
+  function_policies = {
+    api   = data.aws_iam_policy_document.api.json
+    ws    = data.aws_iam_policy_document.ws.json
+    merge = data.aws_iam_policy_document.merge.json
+  }
 }
 
-# --- api ----------------------------------------------------------------------------------
-data "aws_iam_policy_document" "api" {
+# --- every function -------------------------------------------------------------------------
+data "aws_iam_policy_document" "common" {
+  for_each = local.function_names
+
   statement {
     sid       = "Logs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.fn["api"].arn}:*"]
+    resources = ["${aws_cloudwatch_log_group.fn[each.key].arn}:*"]
   }
 
   statement {
@@ -45,21 +58,65 @@ data "aws_iam_policy_document" "api" {
     resources = ["*"]
   }
 
-  # Chunk uploads (presigned PUT and proxied PUT), manifests, presigned downloads, HeadObject
-  # (covered by GetObject) and deletes.
+  # Every function publishes events to WebSocket connections through the Management API.
+  statement {
+    sid       = "PostToConnections"
+    actions   = ["execute-api:ManageConnections"]
+    resources = [local.ws_connections_arn]
+  }
+}
+
+resource "aws_iam_role_policy" "fn" {
+  for_each = local.function_names
+
+  name   = "${each.value}-policy"
+  role   = aws_iam_role.fn[each.key].id
+  policy = local.function_policies[each.key]
+}
+
+moved {
+  from = aws_iam_role_policy.api
+  to   = aws_iam_role_policy.fn["api"]
+}
+
+moved {
+  from = aws_iam_role_policy.ws
+  to   = aws_iam_role_policy.fn["ws"]
+}
+
+moved {
+  from = aws_iam_role_policy.merge
+  to   = aws_iam_role_policy.fn["merge"]
+}
+
+# --- api ------------------------------------------------------------------------------------
+data "aws_iam_policy_document" "api" {
+  source_policy_documents = [data.aws_iam_policy_document.common["api"].json]
+
+  # Chunk uploads: presigned PUTs are signed with this role, proxied PUTs written by it;
+  # confirming an upload reads it back (GetObject, also HeadObject); a refused (oversized)
+  # presigned upload is deleted.
+  statement {
+    sid       = "ChunkObjects"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    resources = [local.chunk_objects_arn]
+  }
+
+  # Manifests (written and read) and presigned downloads of merged outputs.
   statement {
     sid       = "RecordingObjects"
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    actions   = ["s3:GetObject", "s3:PutObject"]
     resources = [local.recordings_objects_arn]
   }
 
-  # HeadBucket (readiness) and listing a recording's chunks.
+  # HeadBucket (readiness), and 404 rather than 403 from HeadObject on a chunk not uploaded.
   statement {
     sid       = "RecordingsBucket"
     actions   = ["s3:ListBucket"]
     resources = [aws_s3_bucket.recordings.arn]
   }
 
+  # SSE-KMS objects and the encrypted environment.
   statement {
     sid       = "BucketKey"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
@@ -73,72 +130,44 @@ data "aws_iam_policy_document" "api" {
   }
 }
 
-resource "aws_iam_role_policy" "api" {
-  name   = "${local.function_names.api}-policy"
-  role   = aws_iam_role.fn["api"].id
-  policy = data.aws_iam_policy_document.api.json
-}
-
-# --- ws -----------------------------------------------------------------------------------
+# --- ws -------------------------------------------------------------------------------------
+# No S3 action: $connect, subscribe and status read the recording's state from Redis. Should
+# the function ever presign downloads, it needs s3:GetObject on recordings_objects_arn.
 data "aws_iam_policy_document" "ws" {
-  statement {
-    sid       = "Logs"
-    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.fn["ws"].arn}:*"]
-  }
-
-  statement {
-    sid       = "XRay"
-    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
-    resources = ["*"]
-  }
+  source_policy_documents = [data.aws_iam_policy_document.common["ws"].json]
 
   statement {
     sid       = "EnvironmentKey"
     actions   = ["kms:Decrypt"]
     resources = [aws_kms_key.main.arn]
   }
-
-  statement {
-    sid       = "PostToConnections"
-    actions   = ["execute-api:ManageConnections"]
-    resources = [local.ws_connections_arn]
-  }
 }
 
-resource "aws_iam_role_policy" "ws" {
-  name   = "${local.function_names.ws}-policy"
-  role   = aws_iam_role.fn["ws"].id
-  policy = data.aws_iam_policy_document.ws.json
-}
-
-# --- merge --------------------------------------------------------------------------------
+# --- merge ----------------------------------------------------------------------------------
 data "aws_iam_policy_document" "merge" {
+  source_policy_documents = [data.aws_iam_policy_document.common["merge"].json]
+
+  # Read the chunks, delete them once merged.
   statement {
-    sid       = "Logs"
-    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.fn["merge"].arn}:*"]
+    sid       = "ChunkObjects"
+    actions   = ["s3:GetObject", "s3:DeleteObject"]
+    resources = [local.chunk_objects_arn]
   }
 
-  statement {
-    sid       = "XRay"
-    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
-    resources = ["*"]
-  }
-
-  # Read chunks, write the output (multipart for large outputs), delete merged chunks.
+  # Write the output (multipart for large outputs) and the manifest; presign the download
+  # sent with recordingReady.
   statement {
     sid = "RecordingObjects"
     actions = [
       "s3:GetObject",
       "s3:PutObject",
-      "s3:DeleteObject",
       "s3:AbortMultipartUpload",
       "s3:ListMultipartUploadParts",
     ]
     resources = [local.recordings_objects_arn]
   }
 
+  # 404 rather than 403 from HeadObject/GetObject on a missing chunk.
   statement {
     sid       = "RecordingsBucket"
     actions   = ["s3:ListBucket"]
@@ -161,16 +190,4 @@ data "aws_iam_policy_document" "merge" {
     ]
     resources = [aws_sqs_queue.merge.arn]
   }
-
-  statement {
-    sid       = "PostToConnections"
-    actions   = ["execute-api:ManageConnections"]
-    resources = [local.ws_connections_arn]
-  }
-}
-
-resource "aws_iam_role_policy" "merge" {
-  name   = "${local.function_names.merge}-policy"
-  role   = aws_iam_role.fn["merge"].id
-  policy = data.aws_iam_policy_document.merge.json
 }

@@ -24,7 +24,7 @@ locals {
     merge = "${var.name_prefix}-merge"
   }
 
-  # Where the ws and merge functions post WebSocket frames.
+  # Where the functions post WebSocket frames (API Gateway Management API).
   apigw_management_endpoint = "https://${aws_apigatewayv2_api.ws.id}.execute-api.${local.region}.amazonaws.com/${var.ws_stage_name}"
   ws_connections_arn        = "${aws_apigatewayv2_api.ws.execution_arn}/${var.ws_stage_name}/POST/@connections/*"
 }

@@ -14,14 +14,14 @@ locals {
       description = "The merge function returned errors."
       namespace   = "AWS/Lambda"
       metric      = "Errors"
-      dimensions  = { FunctionName = aws_lambda_function.merge.function_name }
+      dimensions  = { FunctionName = aws_lambda_function.fn["merge"].function_name }
       statistic   = "Sum"
     }
     ws-errors = {
       description = "The ws function returned errors."
       namespace   = "AWS/Lambda"
       metric      = "Errors"
-      dimensions  = { FunctionName = aws_lambda_function.ws.function_name }
+      dimensions  = { FunctionName = aws_lambda_function.fn["ws"].function_name }
       statistic   = "Sum"
     }
     http-api-5xx = {

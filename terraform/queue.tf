@@ -1,6 +1,7 @@
 # Merge jobs: the api function sends one message per stopped recording; the merge function
 # consumes them one at a time. Failed jobs land in the dead-letter queue after
-# var.merge_max_receive_count deliveries.
+# var.merge_max_receive_count deliveries; the merge function gets the same number as
+# MERGE_MAX_DELIVERIES, so it marks the recording failed on the last delivery.
 resource "aws_sqs_queue" "merge_dlq" {
   name                      = "${var.name_prefix}-merge-dlq"
   message_retention_seconds = 1209600 # 14 days, the maximum
@@ -32,7 +33,7 @@ resource "aws_sqs_queue_redrive_allow_policy" "merge_dlq" {
 
 resource "aws_lambda_event_source_mapping" "merge" {
   event_source_arn        = aws_sqs_queue.merge.arn
-  function_name           = aws_lambda_function.merge.arn
+  function_name           = aws_lambda_function.fn["merge"].arn
   batch_size              = 1
   function_response_types = ["ReportBatchItemFailures"]
 
@@ -41,5 +42,5 @@ resource "aws_lambda_event_source_mapping" "merge" {
   }
 
   # The role must be able to read the queue before the mapping is created.
-  depends_on = [aws_iam_role_policy.merge]
+  depends_on = [aws_iam_role_policy.fn]
 }

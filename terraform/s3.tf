@@ -1,6 +1,7 @@
-# Recordings: recordings/{id}/chunks/{index:08}, recordings/{id}/manifest.json,
-# recordings/{id}/output.{webm|mkv|mp4}. Browsers PUT chunks and GET outputs through
-# presigned URLs, so the bucket stays private.
+# Object keys: chunks/{id}/{index:08} (uploaded chunks, under their own prefix),
+# recordings/{id}/manifest.json and recordings/{id}/output.{webm|mkv|mp4}; artifacts/ holds
+# the ffmpeg layer zip. Browsers PUT chunks and GET outputs through presigned URLs, so the
+# bucket stays private.
 resource "aws_s3_bucket" "recordings" {
   #checkov:skip=CKV_AWS_18:Server access logging would need a second bucket; object-level auditing belongs to CloudTrail data events at the account level.
   #checkov:skip=CKV_AWS_21:Recordings are transient (lifecycle-expired); versioning would keep every deleted chunk and defeat the retention rules.
@@ -96,22 +97,14 @@ resource "aws_s3_bucket_lifecycle_configuration" "recordings" {
     }
   }
 
-  # Chunks: recordings/{id}/chunks/{index:08}. An S3 lifecycle filter has no wildcard, so
-  # "recordings/*/chunks/" cannot be a prefix filter: this rule selects chunk objects by the
-  # tag screenrec-kind=chunk under recordings/. It takes effect only for chunk objects written
-  # with that tag (x-amz-tagging); untagged chunks are deleted by the merge (KEEP_CHUNKS=false)
-  # and, at the latest, by the expire-recordings rule below. See README.
+  # Chunks: chunks/{id}/{index:08}. The merge deletes a recording's chunks once merged
+  # (KEEP_CHUNKS=false); this rule removes the rest (abandoned recordings, failed merges).
   rule {
     id     = "expire-chunks"
     status = "Enabled"
 
     filter {
-      and {
-        prefix = "recordings/"
-        tags = {
-          screenrec-kind = "chunk"
-        }
-      }
+      prefix = "chunks/"
     }
 
     expiration {
@@ -119,6 +112,7 @@ resource "aws_s3_bucket_lifecycle_configuration" "recordings" {
     }
   }
 
+  # Manifests and merged outputs.
   rule {
     id     = "expire-recordings"
     status = "Enabled"

@@ -56,7 +56,7 @@ variable "cors_allowed_origins" {
 }
 
 variable "chunk_retention_days" {
-  description = "Days after which uploaded chunk objects (recordings/*/chunks/) are deleted by S3 lifecycle, merged or not."
+  description = "Days after which uploaded chunk objects (chunks/) are deleted by S3 lifecycle, merged or not."
   type        = number
   default     = 2
 
@@ -100,7 +100,7 @@ variable "lambda_architecture" {
 }
 
 variable "api_zip" {
-  description = "Path of the api function's deployment zip (cargo lambda build --release --output-format zip)."
+  description = "Path of the api function's deployment zip (bash scripts/build-lambda)."
   type        = string
   default     = "../target/lambda/api/bootstrap.zip"
 
@@ -210,7 +210,7 @@ variable "merge_max_concurrency" {
 }
 
 variable "merge_max_receive_count" {
-  description = "Deliveries of a merge job before SQS moves it to the dead-letter queue."
+  description = "Deliveries of a merge job before SQS moves it to the dead-letter queue; also the merge function's MERGE_MAX_DELIVERIES."
   type        = number
   default     = 3
 

@@ -14,7 +14,7 @@ resource "aws_apigatewayv2_integration" "ws" {
   api_id             = aws_apigatewayv2_api.ws.id
   integration_type   = "AWS_PROXY"
   integration_method = "POST"
-  integration_uri    = aws_lambda_function.ws.invoke_arn
+  integration_uri    = aws_lambda_function.fn["ws"].invoke_arn
 }
 
 resource "aws_apigatewayv2_route" "ws" {
@@ -64,7 +64,7 @@ resource "aws_apigatewayv2_stage" "ws" {
 resource "aws_lambda_permission" "ws_api" {
   statement_id  = "AllowWebSocketApiInvoke"
   action        = "lambda:InvokeFunction"
-  function_name = aws_lambda_function.ws.function_name
+  function_name = aws_lambda_function.fn["ws"].function_name
   principal     = "apigateway.amazonaws.com"
   source_arn    = "${aws_apigatewayv2_api.ws.execution_arn}/*/*"
 }

@@ -19,6 +19,8 @@ import hcl2
 TF_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 HTTP_ROUTES = {
+    "GET /",
+    "GET /web/{name}",
     "POST /recordings",
     "GET /recordings/{id}",
     "POST /recordings/{id}/chunks",
@@ -31,17 +33,19 @@ HTTP_ROUTES = {
     "GET /openapi.json",
 }
 WS_ROUTES = {"$connect", "$disconnect", "$default"}
+FUNCTIONS = ("api", "ws", "merge")
 
 ENV_VARS = {
     "api": ("STORAGE", "S3_BUCKET", "REDIS_URL", "REDIS_PREFIX", "LOG_FORMAT", "PRESIGN_TTL_SECS",
-            "MAX_CHUNK_BYTES", "MERGE_QUEUE_URL"),
-    "ws": ("REDIS_URL", "REDIS_PREFIX", "APIGW_MANAGEMENT_ENDPOINT", "LOG_FORMAT"),
-    "merge": ("FFMPEG_PATH", "MERGE_WORK_DIR", "S3_BUCKET", "REDIS_URL", "REDIS_PREFIX",
-              "APIGW_MANAGEMENT_ENDPOINT", "LOG_FORMAT"),
+            "MAX_CHUNK_BYTES", "MERGE_QUEUE_URL", "APIGW_MANAGEMENT_ENDPOINT"),
+    "ws": ("STORAGE", "S3_BUCKET", "REDIS_URL", "REDIS_PREFIX", "APIGW_MANAGEMENT_ENDPOINT",
+           "LOG_FORMAT"),
+    "merge": ("STORAGE", "S3_BUCKET", "FFMPEG_PATH", "MERGE_WORK_DIR", "MERGE_MAX_DELIVERIES",
+              "REDIS_URL", "REDIS_PREFIX", "APIGW_MANAGEMENT_ENDPOINT", "LOG_FORMAT"),
 }
 
 REQUIRED_ACTIONS = {
-    "api": {"s3:PutObject", "s3:GetObject", "sqs:SendMessage"},
+    "api": {"s3:PutObject", "s3:GetObject", "sqs:SendMessage", "execute-api:ManageConnections"},
     "ws": {"execute-api:ManageConnections"},
     "merge": {
         "s3:GetObject",
@@ -53,6 +57,26 @@ REQUIRED_ACTIONS = {
         "execute-api:ManageConnections",
     },
 }
+
+# Object keys (src/domain/key.rs): chunks/{id}/{index:08}, recordings/{id}/manifest.json,
+# recordings/{id}/output.{ext}. Which object actions each function has on which prefix: exactly
+# these, so a missing grant and a needless one both fail.
+CHUNKS = "local.chunk_objects_arn"
+RECORDINGS = "local.recordings_objects_arn"
+OBJECT_ACCESS = {
+    "api": {
+        CHUNKS: {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
+        RECORDINGS: {"s3:GetObject", "s3:PutObject"},
+    },
+    "ws": {},
+    "merge": {
+        CHUNKS: {"s3:GetObject", "s3:DeleteObject"},
+        RECORDINGS: {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload",
+                     "s3:ListMultipartUploadParts"},
+    },
+}
+# S3 actions on the bucket itself rather than on objects.
+BUCKET_ACTIONS = {"s3:ListBucket"}
 
 
 # --- parsing helpers ------------------------------------------------------------------------
@@ -73,6 +97,14 @@ def norm(s):
 def unwrap(v):
     """Strip the one-element list python-hcl2 wraps attribute values in."""
     while isinstance(v, list) and len(v) == 1 and not isinstance(v[0], dict):
+        v = v[0]
+    return unquote(v) if isinstance(v, str) else v
+
+
+def value(v):
+    """A local's value: the one-element list python-hcl2 may wrap it in stripped, whatever it
+    holds (objects included), strings unquoted."""
+    while isinstance(v, list) and len(v) == 1:
         v = v[0]
     return unquote(v) if isinstance(v, str) else v
 
@@ -156,28 +188,54 @@ class TerraformWiring(unittest.TestCase):
         self.assertIn(key, body, f"missing attribute {key}")
         return unwrap(body[key])
 
-    def number(self, value):
+    def ref(self, body, key):
+        """An attribute holding one expression, normalised (see norm)."""
+        return norm(str(self.attr(body, key)))
+
+    def local(self, name):
+        self.assertIn(name, self.locals, f"missing local.{name}")
+        return value(self.locals[name])
+
+    def number(self, v):
         """Evaluate a number, a local reference or simple arithmetic over locals."""
-        if isinstance(value, (int, float)):
-            return value
-        expr = norm(str(value))
+        if isinstance(v, (int, float)):
+            return v
+        expr = norm(str(v))
 
         def local(m):
-            return str(self.number(unwrap(self.locals[m.group(1)])))
+            return str(self.number(self.local(m.group(1))))
 
         expr = re.sub(r"local\.(\w+)", local, expr)
-        self.assertRegex(expr, r"^[0-9 +*()-]+$", f"cannot evaluate {value!r}")
+        self.assertRegex(expr, r"^[0-9 +*()-]+$", f"cannot evaluate {v!r}")
         return eval(expr)  # digits and operators only, checked above
 
-    def env_text(self, fn):
-        """The function's environment block as text, with the locals it merges in expanded."""
-        text = str(unwrap(block_list(fn["environment"])[0]["variables"]))
-        for m in re.findall(r"local\.(\w+)", text):
-            text += " " + str(self.locals[m])
-        return text
+    # the functions: one aws_lambda_function.fn over local.functions
+
+    def fn_resource(self):
+        self.assertIn("fn", self.res["aws_lambda_function"], "aws_lambda_function.fn is missing")
+        return self.res["aws_lambda_function"]["fn"]
+
+    def settings(self, name):
+        """The function's entry in local.functions."""
+        functions = self.local("functions")
+        self.assertIsInstance(functions, dict, "local.functions is not an object")
+        self.assertIn(name, functions, f"local.functions has no {name}")
+        return functions[name]
+
+    def env(self, name):
+        """The function's environment: local.common_env merged with its own env, values
+        normalised."""
+        fn = self.fn_resource()
+        variables = norm(str(self.attr(block_list(fn["environment"])[0], "variables")))
+        self.assertEqual(variables.replace(" ", ""), "merge(local.common_env,each.value.env)")
+        merged = dict(self.local("common_env"))
+        own = value(self.settings(name)["env"])
+        self.assertIsInstance(own, dict, f"{name}: env is not a literal object")
+        merged.update(own)
+        return {k: norm(str(value(v))) for k, v in merged.items() if not k.startswith("__")}
 
     def route_keys(self, route_body):
-        key = norm(str(self.attr(route_body, "route_key")))
+        key = self.ref(route_body, "route_key")
         if key in ("each.value", "each.key"):
             fe = norm(str(unwrap(route_body["for_each"])))
             m = re.search(r"local\.(\w+)", fe)
@@ -188,33 +246,51 @@ class TerraformWiring(unittest.TestCase):
     def routes_to(self, integration_name):
         keys = set()
         for body in self.res.get("aws_apigatewayv2_route", {}).values():
-            target = norm(str(self.attr(body, "target")))
-            if f"aws_apigatewayv2_integration.{integration_name}.id" in target:
+            if f"aws_apigatewayv2_integration.{integration_name}.id" in self.ref(body, "target"):
                 keys |= self.route_keys(body)
         return keys
 
-    def policy_actions(self, function):
-        """Actions of every Allow statement in the inline policies of a function's role."""
-        fn = self.res["aws_lambda_function"][function]
-        role_ref = norm(str(self.attr(fn, "role")))
-        m = re.match(r"(aws_iam_role\.\w+(\[\w+\])?)\.arn$", role_ref)
-        self.assertTrue(m, f"{function}: role {role_ref!r} is not an aws_iam_role reference")
-        role = m.group(1)
-        actions = set()
-        found = False
-        for body in self.res.get("aws_iam_role_policy", {}).values():
-            if not norm(str(self.attr(body, "role"))).startswith(role + "."):
-                continue
-            policy = norm(str(self.attr(body, "policy")))
-            pm = re.match(r"data\.aws_iam_policy_document\.(\w+)\.json$", policy)
-            self.assertTrue(pm, f"{function}: policy {policy!r} is not a policy document")
-            doc = self.data["aws_iam_policy_document"][pm.group(1)]
+    # IAM: one role and one inline policy per function (for_each over local.function_names); the
+    # policy is local.function_policies[function], a document that includes common[function].
+
+    def policy_docs(self, function):
+        """(name, body) of every aws_iam_policy_document in the function's inline policy."""
+        self.assertEqual(self.ref(self.fn_resource(), "role"), "aws_iam_role.fn[each.key].arn")
+        self.assertEqual(self.ref(self.res["aws_iam_role"]["fn"], "for_each"), "local.function_names")
+        policies = [
+            b
+            for b in self.res["aws_iam_role_policy"].values()
+            if self.ref(b, "role") == "aws_iam_role.fn[each.key].id"
+        ]
+        self.assertEqual(len(policies), 1, "one aws_iam_role_policy over the function roles")
+        self.assertEqual(self.ref(policies[0], "for_each"), "local.function_names")
+        self.assertEqual(self.ref(policies[0], "policy"), "local.function_policies[each.key]")
+        own = norm(str(value(self.local("function_policies")[function])))
+        m = re.match(r"data\.aws_iam_policy_document\.(\w+)\.json$", own)
+        self.assertTrue(m, f"{function}: policy {own!r} is not a policy document")
+        docs = [(m.group(1), self.data["aws_iam_policy_document"][m.group(1)])]
+        for src in strings(docs[0][1].get("source_policy_documents", [])):
+            sm = re.match(r"data\.aws_iam_policy_document\.(\w+)(\[(\w+)\])?\.json$", norm(src))
+            self.assertTrue(sm, f"{function}: source document {src!r}")
+            if sm.group(3) is not None:
+                self.assertEqual(sm.group(3), function, f"{function} includes another function's document")
+            docs.append((sm.group(1), self.data["aws_iam_policy_document"][sm.group(1)]))
+        return docs
+
+    def statements(self, function):
+        """(document, actions, resources) of every Allow statement in the function's policy."""
+        out = []
+        for name, doc in self.policy_docs(function):
             for st in block_list(doc.get("statement", [])):
-                if unwrap(st.get("effect", "Allow")) == "Allow":
-                    actions |= set(strings(st.get("actions", [])))
-            found = True
-        self.assertTrue(found, f"{function}: no aws_iam_role_policy on {role}")
-        return actions
+                if unwrap(st.get("effect", "Allow")) != "Allow":
+                    continue
+                actions = set(strings(st.get("actions", [])))
+                resources = [norm(r) for r in strings(st.get("resources", []))]
+                out.append((name, actions, resources))
+        return out
+
+    def actions(self, function):
+        return set().union(*(a for _, a, _ in self.statements(function)))
 
     # the tests
 
@@ -229,13 +305,14 @@ class TerraformWiring(unittest.TestCase):
         integ = self.res["aws_apigatewayv2_integration"]["api"]
         self.assertEqual(self.attr(integ, "integration_type"), "AWS_PROXY")
         self.assertEqual(str(self.attr(integ, "payload_format_version")), "2.0")
-        self.assertIn("aws_apigatewayv2_api.http.id", norm(self.attr(integ, "api_id")))
-        self.assertEqual(norm(self.attr(integ, "integration_uri")), "aws_lambda_function.api.invoke_arn")
+        self.assertIn("aws_apigatewayv2_api.http.id", self.ref(integ, "api_id"))
+        self.assertEqual(self.ref(integ, "integration_uri"), "aws_lambda_function.fn[api].invoke_arn")
         keys = self.routes_to("api")
         self.assertEqual(HTTP_ROUTES - keys, set(), "HTTP routes missing or not on the api integration")
+        self.assertEqual(keys - HTTP_ROUTES, set(), "HTTP routes this test does not know of")
         for body in self.res["aws_apigatewayv2_route"].values():
             if self.route_keys(body) & HTTP_ROUTES:
-                self.assertIn("aws_apigatewayv2_api.http.id", norm(self.attr(body, "api_id")))
+                self.assertIn("aws_apigatewayv2_api.http.id", self.ref(body, "api_id"))
         stage = self.res["aws_apigatewayv2_stage"]["http"]
         self.assertEqual(self.attr(stage, "name"), "$default")
         self.assertIs(self.attr(stage, "auto_deploy"), True)
@@ -247,81 +324,177 @@ class TerraformWiring(unittest.TestCase):
         self.assertTrue(str(self.attr(api, "route_selection_expression")).startswith("$request.body."))
         integ = self.res["aws_apigatewayv2_integration"]["ws"]
         self.assertEqual(self.attr(integ, "integration_type"), "AWS_PROXY")
-        self.assertIn("aws_apigatewayv2_api.ws.id", norm(self.attr(integ, "api_id")))
-        self.assertEqual(norm(self.attr(integ, "integration_uri")), "aws_lambda_function.ws.invoke_arn")
-        self.assertEqual(WS_ROUTES - self.routes_to("ws"), set())
+        self.assertIn("aws_apigatewayv2_api.ws.id", self.ref(integ, "api_id"))
+        self.assertEqual(self.ref(integ, "integration_uri"), "aws_lambda_function.fn[ws].invoke_arn")
+        self.assertEqual(self.routes_to("ws"), WS_ROUTES)
         stage = self.res["aws_apigatewayv2_stage"]["ws"]
         self.assertTrue(block_list(stage.get("access_log_settings", [])), "WebSocket stage has no access logs")
 
     def test_lambda_permissions_scoped_to_apis(self):
-        perms = self.res["aws_lambda_permission"]
         seen = {}
-        for body in perms.values():
+        for body in self.res["aws_lambda_permission"].values():
             self.assertEqual(self.attr(body, "principal"), "apigateway.amazonaws.com")
-            fn = norm(self.attr(body, "function_name"))
-            src = norm(self.attr(body, "source_arn"))
-            seen[fn] = src
-        self.assertIn("aws_apigatewayv2_api.http.execution_arn", seen["aws_lambda_function.api.function_name"])
-        self.assertIn("aws_apigatewayv2_api.ws.execution_arn", seen["aws_lambda_function.ws.function_name"])
+            seen[self.ref(body, "function_name")] = self.ref(body, "source_arn")
+        self.assertIn("aws_apigatewayv2_api.http.execution_arn", seen["aws_lambda_function.fn[api].function_name"])
+        self.assertIn("aws_apigatewayv2_api.ws.execution_arn", seen["aws_lambda_function.fn[ws].function_name"])
 
-    def test_functions_runtime_and_tracing(self):
-        for name in ("api", "ws", "merge"):
-            fn = self.res["aws_lambda_function"][name]
-            self.assertEqual(self.attr(fn, "runtime"), "provided.al2023", name)
-            self.assertEqual(self.attr(fn, "handler"), "bootstrap", name)
-            self.assertEqual(norm(str(unwrap(fn["architectures"]))), "var.lambda_architecture", name)
-            tracing = block_list(fn["tracing_config"])[0]
-            self.assertEqual(self.attr(tracing, "mode"), "Active", name)
-            text = self.env_text(fn)
-            for var in ENV_VARS[name]:
-                self.assertRegex(text, r"\b%s\b" % var, f"{name} lacks {var}")
+    def test_one_function_resource_per_settings_entry(self):
+        fn = self.fn_resource()
+        self.assertEqual(set(self.res["aws_lambda_function"]), {"fn"}, "functions outside aws_lambda_function.fn")
+        self.assertEqual(self.ref(fn, "for_each"), "local.functions")
+        self.assertEqual(set(k for k in self.local("functions") if not k.startswith("__")), set(FUNCTIONS))
+        self.assertEqual(set(k for k in self.local("function_names") if not k.startswith("__")), set(FUNCTIONS))
+        self.assertEqual(self.ref(fn, "function_name"), "local.function_names[each.key]")
+        self.assertEqual(self.ref(fn, "filename"), "each.value.zip")
+        self.assertEqual(self.ref(fn, "source_code_hash"), "filebase64sha256(each.value.zip)")
+        self.assertEqual(self.ref(fn, "memory_size"), "each.value.memory_mb")
+        self.assertEqual(self.ref(fn, "timeout"), "each.value.timeout")
+        self.assertEqual(self.ref(fn, "layers"), "each.value.layers")
+        self.assertEqual(self.ref(fn, "reserved_concurrent_executions"), "each.value.reserved_concurrency")
+        for name in FUNCTIONS:
+            s = self.settings(name)
+            self.assertEqual(norm(str(value(s["zip"]))), f"var.{name}_zip", name)
+            self.assertEqual(norm(str(value(s["memory_mb"]))), f"var.{name}_memory_mb", name)
+            self.assertEqual(norm(str(value(s["reserved_concurrency"]))), f"var.reserved_concurrency.{name}", name)
+        self.assertEqual(self.ref(self.res["aws_cloudwatch_log_group"]["fn"], "for_each"), "local.function_names")
+        deps = {norm(d) for d in strings(fn.get("depends_on", []))}
+        self.assertIn("aws_iam_role_policy.fn", deps, "functions must wait for their policies")
+
+    def test_moved_from_per_function_resources(self):
+        moved = {}
+        for doc in self.docs.values():
+            for m in doc.get("moved", []):
+                moved[norm(str(unwrap(m["from"])))] = norm(str(unwrap(m["to"])))
+        for name in FUNCTIONS:
+            self.assertEqual(moved.get(f"aws_lambda_function.{name}"), f"aws_lambda_function.fn[{name}]")
+            self.assertEqual(moved.get(f"aws_iam_role_policy.{name}"), f"aws_iam_role_policy.fn[{name}]")
+
+    def test_functions_runtime_tracing_and_env(self):
+        fn = self.fn_resource()
+        self.assertEqual(self.attr(fn, "runtime"), "provided.al2023")
+        self.assertEqual(self.attr(fn, "handler"), "bootstrap")
+        self.assertEqual(norm(str(unwrap(fn["architectures"]))), "var.lambda_architecture")
+        self.assertEqual(self.attr(block_list(fn["tracing_config"])[0], "mode"), "Active")
+        self.assertEqual(self.ref(fn, "kms_key_arn"), "aws_kms_key.main.arn")
+        for name in FUNCTIONS:
+            with self.subTest(function=name):
+                env = self.env(name)
+                self.assertEqual(set(ENV_VARS[name]) - set(env), set(), f"{name} lacks variables")
+                self.assertEqual(env["STORAGE"], "s3")
+                self.assertEqual(env["S3_BUCKET"], "aws_s3_bucket.recordings.bucket")
+                self.assertEqual(env["REDIS_URL"], "local.redis_url")
+                self.assertEqual(env["LOG_FORMAT"], "json")
+                self.assertEqual(env["APIGW_MANAGEMENT_ENDPOINT"], "local.apigw_management_endpoint")
+                self.assertNotIn("SQS_ENDPOINT", env, "SQS_ENDPOINT is for LocalStack only")
+                self.assertNotIn("S3_ENDPOINT", env)
+
+    def test_api_function(self):
+        env = self.env("api")
+        self.assertEqual(env["MERGE_QUEUE_URL"], "aws_sqs_queue.merge.url")
+        self.assertEqual(env["APIGW_MANAGEMENT_ENDPOINT"], "local.apigw_management_endpoint")
+        self.assertLessEqual(self.number(value(self.settings("api")["timeout"])), 30)
+        self.assertEqual(self.actions_on("api", "execute-api:ManageConnections"), {"local.ws_connections_arn"})
+        self.assertEqual(self.actions_on("api", "sqs:SendMessage"), {"aws_sqs_queue.merge.arn"})
+
+    def actions_on(self, function, action):
+        """The resources the function's policy allows `action` on."""
+        return {r for _, a, res in self.statements(function) if action in a for r in res}
+
+    def test_ws_function(self):
+        env = self.env("ws")
+        self.assertEqual(env["STORAGE"], "s3")
+        self.assertEqual(env["S3_BUCKET"], "aws_s3_bucket.recordings.bucket")
+        self.assertEqual(env["APIGW_MANAGEMENT_ENDPOINT"], "local.apigw_management_endpoint")
+        self.assertEqual(self.actions_on("ws", "execute-api:ManageConnections"), {"local.ws_connections_arn"})
+        writes = {a for a in self.actions("ws") if a.startswith("s3:") and a != "s3:GetObject"}
+        self.assertEqual(writes, set(), "ws does not write the bucket")
+
+    def test_management_endpoint_and_connections(self):
+        endpoint = norm(str(self.local("apigw_management_endpoint")))
+        self.assertRegex(
+            endpoint,
+            r"^https://aws_apigatewayv2_api\.ws\.id\.execute-api\.local\.region\.amazonaws\.com/var\.ws_stage_name$",
+        )
+        self.assertEqual(
+            norm(str(self.local("ws_connections_arn"))),
+            "aws_apigatewayv2_api.ws.execution_arn/var.ws_stage_name/POST/@connections/*",
+        )
+        self.assertEqual(self.attr(self.res["aws_apigatewayv2_stage"]["ws"], "name"), "${var.ws_stage_name}")
 
     def test_merge_function(self):
-        fn = self.res["aws_lambda_function"]["merge"]
-        self.assertEqual(self.number(self.attr(fn, "timeout")), 900)
-        self.assertIn("aws_lambda_layer_version.ffmpeg.arn", [norm(s) for s in strings(fn["layers"])])
+        merge = self.settings("merge")
+        self.assertEqual(self.number(value(merge["timeout"])), 900)
+        self.assertEqual([norm(s) for s in strings(merge["layers"])], ["aws_lambda_layer_version.ffmpeg.arn"])
+        for name in ("api", "ws"):
+            self.assertEqual(list(strings(self.settings(name)["layers"])), [], f"{name} needs no layer")
+            self.assertIsNone(value(self.settings(name)["ephemeral_storage_mb"]), name)
+        self.assertEqual(norm(str(value(merge["ephemeral_storage_mb"]))), "var.merge_ephemeral_storage_mb")
+        # /tmp size: a dynamic block over each.value.ephemeral_storage_mb
+        dynamic = {}
+        for d in block_list(self.fn_resource().get("dynamic", [])):
+            dynamic.update(d)
+        self.assertIn("ephemeral_storage", dynamic)
+        storage = block_list(dynamic["ephemeral_storage"])[0]
+        self.assertIn("each.value.ephemeral_storage_mb", self.ref(storage, "for_each"))
+        self.assertEqual(self.ref(block_list(storage["content"])[0], "size"), "ephemeral_storage.value")
         layer = self.res["aws_lambda_layer_version"]["ffmpeg"]
         self.assertIn("provided.al2023", set(strings(layer["compatible_runtimes"])))
-        storage = block_list(fn["ephemeral_storage"])[0]
-        self.assertEqual(norm(str(self.attr(storage, "size"))), "var.merge_ephemeral_storage_mb")
-        self.assertIn("/opt/bin/ffmpeg", self.env_text(fn))
+        env = self.env("merge")
+        self.assertEqual(env["FFMPEG_PATH"], "/opt/bin/ffmpeg")
+        self.assertEqual(env["MERGE_WORK_DIR"], "/tmp")
         mappings = [
             b
             for b in self.res["aws_lambda_event_source_mapping"].values()
-            if norm(self.attr(b, "function_name")).startswith("aws_lambda_function.merge.")
+            if self.ref(b, "function_name").startswith("aws_lambda_function.fn[merge].")
         ]
         self.assertEqual(len(mappings), 1, "merge needs exactly one event source mapping")
         esm = mappings[0]
-        self.assertEqual(norm(self.attr(esm, "event_source_arn")), "aws_sqs_queue.merge.arn")
+        self.assertEqual(self.ref(esm, "event_source_arn"), "aws_sqs_queue.merge.arn")
         self.assertEqual(self.number(self.attr(esm, "batch_size")), 1)
+        self.assertIn("ReportBatchItemFailures", set(strings(esm["function_response_types"])))
+
+    def test_merge_max_deliveries_is_the_redrive_count(self):
+        self.assertEqual(self.env("merge")["MERGE_MAX_DELIVERIES"], "tostring(var.merge_max_receive_count)")
+        redrive = norm(" ".join(strings(self.res["aws_sqs_queue"]["merge"]["redrive_policy"])))
+        self.assertRegex(redrive, r"maxReceiveCount\W+var\.merge_max_receive_count\b")
 
     def test_merge_queue_redrive_and_visibility(self):
         q = self.res["aws_sqs_queue"]["merge"]
         redrive = " ".join(strings(q["redrive_policy"]))
         self.assertIn("aws_sqs_queue.merge_dlq.arn", norm(redrive))
-        self.assertIn("maxReceiveCount", redrive)
         visibility = self.number(self.attr(q, "visibility_timeout_seconds"))
-        timeout = self.number(self.attr(self.res["aws_lambda_function"]["merge"], "timeout"))
-        self.assertGreaterEqual(visibility, timeout)
+        self.assertGreaterEqual(visibility, self.number(value(self.settings("merge")["timeout"])))
         for name in ("merge", "merge_dlq"):
             self.assertIs(self.attr(self.res["aws_sqs_queue"][name], "sqs_managed_sse_enabled"), True)
 
     def test_function_policies_have_needed_actions(self):
         for function, needed in REQUIRED_ACTIONS.items():
             with self.subTest(function=function):
-                actions = self.policy_actions(function)
-                self.assertEqual(needed - actions, set(), f"{function} policy lacks actions")
+                self.assertEqual(needed - self.actions(function), set(), f"{function} policy lacks actions")
+                logs = self.actions_on(function, "logs:PutLogEvents")
+                self.assertEqual(logs, {"aws_cloudwatch_log_group.fn[each.key].arn:*"}, "own log group only")
 
-    def test_s3_object_actions_scoped_to_recordings(self):
-        self.assertIn("/recordings/*", unwrap(self.locals["recordings_objects_arn"]))
-        for name, doc in self.data["aws_iam_policy_document"].items():
-            for st in block_list(doc.get("statement", [])):
-                if unwrap(st.get("effect", "Allow")) != "Allow":
-                    continue
-                acts = set(strings(st.get("actions", [])))
-                if acts & {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"}:
-                    res = [norm(r) for r in strings(st.get("resources", []))]
-                    self.assertEqual(res, ["local.recordings_objects_arn"], f"{name}: {res}")
+    def test_s3_resources_within_chunks_and_recordings(self):
+        bucket = "aws_s3_bucket.recordings.arn"
+        self.assertEqual(norm(str(self.local("chunk_objects_arn"))), f"{bucket}/chunks/*")
+        self.assertEqual(norm(str(self.local("recordings_objects_arn"))), f"{bucket}/recordings/*")
+        for function in FUNCTIONS:
+            with self.subTest(function=function):
+                access = {}
+                for doc, actions, resources in self.statements(function):
+                    s3 = {a for a in actions if a.startswith("s3:")}
+                    if not s3:
+                        continue
+                    self.assertEqual(s3, actions, f"{doc}: S3 and other actions in one statement")
+                    if s3 <= BUCKET_ACTIONS:
+                        self.assertEqual(resources, [bucket], f"{doc}: {s3}")
+                        continue
+                    self.assertFalse(s3 & BUCKET_ACTIONS, f"{doc}: bucket and object actions mixed")
+                    self.assertTrue(resources, doc)
+                    for r in resources:
+                        self.assertIn(r, (CHUNKS, RECORDINGS), f"{doc}: {r} is outside chunks/* and recordings/*")
+                        access.setdefault(r, set()).update(s3)
+                self.assertEqual(access, OBJECT_ACCESS[function])
 
     def test_no_wildcard_actions(self):
         for name, doc in self.data["aws_iam_policy_document"].items():
@@ -334,11 +507,17 @@ class TerraformWiring(unittest.TestCase):
             self.assertNotRegex(text, r'"s3:\*"', fname)
             self.assertNotRegex(text, r'(?i)"?actions?"?\s*[=:]\s*\[?\s*"\*"', fname)
 
+    def test_no_chunk_tagging(self):
+        # Chunks have their own prefix: no tag selects them, so nothing may tag objects.
+        for fname, text in self.raw.items():
+            self.assertNotIn("PutObjectTagging", text, fname)
+            self.assertNotIn("screenrec-kind", text, fname)
+
     def test_bucket_public_access_block(self):
         blocks = [
             b
             for b in self.res["aws_s3_bucket_public_access_block"].values()
-            if norm(self.attr(b, "bucket")).startswith("aws_s3_bucket.recordings.")
+            if self.ref(b, "bucket").startswith("aws_s3_bucket.recordings.")
         ]
         self.assertEqual(len(blocks), 1)
         for flag in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"):
@@ -346,13 +525,20 @@ class TerraformWiring(unittest.TestCase):
 
     def test_bucket_lifecycle(self):
         lc = self.res["aws_s3_bucket_lifecycle_configuration"]["recordings"]
-        self.assertTrue(norm(self.attr(lc, "bucket")).startswith("aws_s3_bucket.recordings."))
-        rules = block_list(lc["rule"])
-        self.assertTrue(any("abort_incomplete_multipart_upload" in r for r in rules))
-        expiring = [r for r in rules if "expiration" in r and unwrap(r.get("status")) == "Enabled"]
-        text = [" ".join(strings(r)) for r in expiring]
-        self.assertTrue(any("recordings/" in t and "var.recording_retention_days" in norm(t) for t in text))
-        self.assertTrue(any("var.chunk_retention_days" in norm(t) for t in text))
+        self.assertTrue(self.ref(lc, "bucket").startswith("aws_s3_bucket.recordings."))
+        rules = {self.attr(r, "id"): r for r in block_list(lc["rule"])}
+        self.assertIn("abort_incomplete_multipart_upload", rules["abort-incomplete-multipart-uploads"])
+        for rule_id, prefix, days in (
+            ("expire-chunks", "chunks/", "var.chunk_retention_days"),
+            ("expire-recordings", "recordings/", "var.recording_retention_days"),
+        ):
+            with self.subTest(rule=rule_id):
+                rule = rules[rule_id]
+                self.assertEqual(self.attr(rule, "status"), "Enabled")
+                filt = block_list(rule["filter"])[0]
+                self.assertEqual({k for k in filt if not k.startswith("__")}, {"prefix"}, "a plain prefix filter")
+                self.assertEqual(self.attr(filt, "prefix"), prefix)
+                self.assertEqual(self.ref(block_list(rule["expiration"])[0], "days"), days)
 
     def test_bucket_encryption_and_cors(self):
         sse = self.res["aws_s3_bucket_server_side_encryption_configuration"]["recordings"]
