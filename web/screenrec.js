@@ -391,6 +391,30 @@ export function serverTransport(api, id, token) {
   };
 }
 
+/**
+ * websocket: chunks on the socket; a chunk whose socket dropped under it is resent over HTTP
+ * (`fallback`), which also gets a definite answer where a server or proxy just cut the
+ * connection (an over-size message may end in a reset rather than close code 1009).
+ */
+export function socketTransport(channel, fallback) {
+  const dropped = new Set();
+  return {
+    async send(seq, blob) {
+      if (dropped.has(seq)) return fallback.send(seq, blob);
+      try {
+        return await channel.send(seq, blob);
+      } catch (e) {
+        if (e.code === 'network') dropped.add(seq);
+        throw e;
+      }
+    },
+    close() {
+      channel.close();
+      fallback.close();
+    },
+  };
+}
+
 /** The binary chunk frame of /ws: version, flags, id length, id, seq (u32 BE), bytes. */
 export function chunkFrameHeader(recordingId, seq) {
   const id = new TextEncoder().encode(recordingId);
@@ -1084,7 +1108,7 @@ export class Recorder extends Emitter {
   #makeTransport() {
     const { mode } = this.options;
     if (mode === 'websocket') {
-      return new SocketChannel({
+      const channel = new SocketChannel({
         url: wsUrlOf(this.api.baseUrl),
         recordingId: this.recordingId,
         token: this.token,
@@ -1093,6 +1117,7 @@ export class Recorder extends Emitter {
         connectTimeoutMs: this.options.connectTimeoutMs,
         ackTimeoutMs: this.options.requestTimeoutMs,
       });
+      return socketTransport(channel, serverTransport(this.api, this.recordingId, this.token));
     }
     if (mode === 'server') return serverTransport(this.api, this.recordingId, this.token);
     return presignedTransport(this.api, this.recordingId, this.token);

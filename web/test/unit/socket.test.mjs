@@ -2,7 +2,7 @@
 // reconnect with the last version and its fallback to polling.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { EventStream, ScreenrecError, SocketChannel, chunkFrameHeader } from '../../screenrec.js';
+import { EventStream, ScreenrecError, SocketChannel, chunkFrameHeader, socketTransport } from '../../screenrec.js';
 import { FakeClock, blob, fakeWebSockets, flush } from './fakes.mjs';
 
 const ID = '01JABCDEFGHJKMNPQRSTVWXYZ0';
@@ -100,6 +100,33 @@ describe('SocketChannel', () => {
     await clock.advance(5000);
     await assert.rejects(a, (e) => e.code === 'network');
     assert.equal(ws.last().closedByClient, true);
+  });
+});
+
+describe('socketTransport', () => {
+  test('a chunk whose socket dropped is resent over HTTP; other chunks stay on the socket', async () => {
+    const calls = [];
+    const channel = {
+      send: async (seq) => {
+        calls.push(['ws', seq]);
+        if (seq === 1) throw new ScreenrecError('network', 'closed', { retryable: true });
+        return { index: seq };
+      },
+      close() {},
+    };
+    const http = {
+      send: async (seq) => {
+        calls.push(['http', seq]);
+        return { index: seq };
+      },
+      close() {},
+    };
+    const t = socketTransport(channel, http);
+    await t.send(0, blob(1));
+    await assert.rejects(t.send(1, blob(1)), (e) => e.code === 'network');
+    await t.send(1, blob(1));
+    await t.send(2, blob(1));
+    assert.deepEqual(calls, [['ws', 0], ['ws', 1], ['http', 1], ['ws', 2]]);
   });
 });
 
