@@ -24,6 +24,7 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   pill: $('state-pill'),
   previewBox: $('preview-box'),
+  previewHint: $('preview-hint'),
   preview: $('preview'),
   recBadge: $('rec-badge'),
   recLabel: $('rec-label'),
@@ -61,6 +62,7 @@ const ui = {
   again: $('again'),
 };
 
+const initialHint = [...ui.previewHint.childNodes].map((n) => n.cloneNode(true));
 let recorder = null;
 let stream = null;
 let ticker = null;
@@ -192,6 +194,7 @@ function showReady(video) {
   ui.metaSize.textContent = typeof video.sizeBytes === 'number' ? formatBytes(video.sizeBytes) : '–';
   ui.metaFormat.textContent = describeFormat(video.container, recorder && recorder.mimeType);
   setStatus(`Your recording is ready${typeof video.durationS === 'number' ? ` (${clock(video.durationS * 1000)})` : ''}.`);
+  ui.previewHint.textContent = 'Saved. Press Start recording to make another.';
 }
 
 function describeFormat(container, mimeType) {
@@ -236,6 +239,7 @@ function finish() {
 async function start() {
   clearError();
   resetResult();
+  ui.previewHint.replaceChildren(...initialHint.map((n) => n.cloneNode(true)));
   const source = document.querySelector('input[name="source"]:checked').value;
   setState('starting');
   setStatus(source === 'camera' ? 'Waiting for the camera…' : 'Choose what to share in the browser’s dialog…');

@@ -950,6 +950,7 @@ export class Recorder extends Emitter {
   #rejectReady = null;
   #stopped = null;
   #startedAt = null;
+  #stoppedAt = null;
   #pausedAt = 0;
   #pausedMs = 0;
   #stopping = null;
@@ -995,8 +996,6 @@ export class Recorder extends Emitter {
     const end = this.#stoppedAt ?? (this.state === 'paused' ? this.#pausedAt : this.timers.now());
     return Math.max(0, end - this.#startedAt - this.#pausedMs);
   }
-
-  #stoppedAt = null;
 
   /** Resolves with the finished video once the server has merged it. */
   get ready() {

@@ -77,6 +77,8 @@ describe('recording through the demo page', { timeout: 300_000 }, () => {
         assert.equal(got.video.packets, local.video.packets, 'every video frame the recorder produced is in the download');
         assert.equal(got.audio.packets, local.audio.packets, 'every audio frame the recorder produced is in the download');
         assert.ok(Math.abs(got.durationS - rec.recordedS) <= 0.5, `file duration ${got.durationS} vs recorded ${rec.recordedS}`);
+        // Nothing went wrong on the way (a CSP violation or a script error would show here).
+        assert.deepEqual(consoleLines.filter((l) => /^(error|pageerror)/.test(l)), []);
       } finally {
         await context.close();
       }
