@@ -7,7 +7,9 @@ resource "aws_apigatewayv2_api" "ws" {
   name                       = "${var.name_prefix}-ws"
   protocol_type              = "WEBSOCKET"
   description                = "screenrec recording progress notifications"
-  route_selection_expression = "$request.body.action"
+  # Messages carry "type" (subscribe, unsubscribe, status); every one goes to $default, where
+  # the ws function dispatches on it.
+  route_selection_expression = "$request.body.type"
 }
 
 resource "aws_apigatewayv2_integration" "ws" {
