@@ -64,7 +64,7 @@ describe('recording through the demo page', { timeout: 300_000 }, () => {
         if (name === 'vp8') {
           // What a person sees after a recording: let the player settle after the seek first.
           await page.waitForFunction(() => document.getElementById('player').readyState >= 3);
-          await page.waitForTimeout(1000);
+          await page.waitForTimeout(3000);
           await page.screenshot({ path: path.join(ARTIFACTS, 'demo.png'), fullPage: true });
         }
 
