@@ -90,6 +90,12 @@ pub struct StatusView {
     pub error: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<serde_json::Value>,
+    /// Once ready: a presigned URL of the video (what `GET …/download` redirects to), so a
+    /// client that polls needs no redirect.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub download_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 pub fn rfc3339(t: SystemTime) -> String {
@@ -119,6 +125,8 @@ impl StatusView {
                 .output
                 .as_deref()
                 .and_then(|o| serde_json::from_str(o).ok()),
+            download_url: None,
+            expires_at: None,
         }
     }
 }
@@ -337,9 +345,18 @@ impl Recordings {
                 "it must be between 1 and {max}"
             )));
         }
-        self.coord.stop(&meta.id, count as u32).await?;
-        if let Err(e) = self.write_manifest(&meta.id).await {
-            warn!(recording_id = %meta.id, error = %e, "manifest not updated at stop");
+        match self.coord.stop(&meta.id, count as u32).await {
+            Ok(()) => {
+                if let Err(e) = self.write_manifest(&meta.id).await {
+                    warn!(recording_id = %meta.id, error = %e, "manifest not updated at stop");
+                }
+            }
+            // The same stop again, after its merge job could not be queued: queue it again.
+            // A job that runs twice merges once, so a retry is always safe.
+            Err(Error::AlreadyStopped { state: "stopping" })
+                if self.coord.meta(&meta.id).await?.and_then(|m| m.chunk_count)
+                    == Some(count as u32) => {}
+            Err(e) => return Err(e),
         }
         self.queue
             .enqueue(MergeJob {
@@ -352,7 +369,24 @@ impl Recordings {
 
     pub async fn status(&self, id: &RecordingId) -> Result<StatusView> {
         let meta = self.coord.meta(id).await?.ok_or(Error::RecordingNotFound)?;
-        Ok(StatusView::of(&meta))
+        Ok(self.view(&meta).await)
+    }
+
+    /// What clients see of a recording; once it is ready, with a fresh download URL.
+    pub async fn view(&self, meta: &RecordingMeta) -> StatusView {
+        let mut view = StatusView::of(meta);
+        if meta.state == RecordingState::Ready {
+            match self.download(meta).await {
+                Ok(url) => {
+                    view.download_url = Some(url.url);
+                    view.expires_at = Some(rfc3339(url.expires_at));
+                }
+                Err(e) => {
+                    warn!(recording_id = %meta.id, error = %e, "no download URL for the status")
+                }
+            }
+        }
+        view
     }
 
     /// A presigned download URL for the merged video.
@@ -435,4 +469,76 @@ pub async fn download_url(
             ttl,
         )
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::coord::MemoryCoordinator;
+    use crate::notify::Hub;
+    use crate::queue::{MergeJob, MergeQueue};
+    use crate::store::{FsStore, UrlSigner};
+
+    /// A queue that refuses its first job, as an unreachable Redis or SQS would.
+    #[derive(Default)]
+    struct FlakyQueue {
+        refused: AtomicBool,
+        jobs: Mutex<Vec<MergeJob>>,
+    }
+
+    #[async_trait]
+    impl MergeQueue for FlakyQueue {
+        async fn enqueue(&self, job: MergeJob) -> Result<()> {
+            if !self.refused.swap(true, Ordering::SeqCst) {
+                return Err(Error::Coordination("queue unreachable".into()));
+            }
+            self.jobs.lock().unwrap().push(job);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stop_whose_merge_job_was_not_queued_succeeds_when_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path(), UrlSigner::new(vec![7; 32]), "http://x")
+            .await
+            .unwrap();
+        let queue = Arc::new(FlakyQueue::default());
+        let recordings = Recordings::new(
+            Arc::new(store),
+            Arc::new(MemoryCoordinator::new()),
+            queue.clone(),
+            Arc::new(Hub::new()),
+            Limits::default(),
+        );
+        let created = recordings.create("video/webm").await.unwrap();
+        let id = RecordingId::parse(&created.recording_id).unwrap();
+        let meta = recordings
+            .authorize(&id, Some(&created.upload_token))
+            .await
+            .unwrap();
+        recordings
+            .put_chunk(
+                &meta,
+                Some(ChunkIndex::new(0)),
+                Bytes::from_static(b"chunk"),
+            )
+            .await
+            .unwrap();
+
+        let first = recordings.stop(&meta, 1).await.unwrap_err();
+        assert!(first.is_server_side(), "{first}");
+        assert!(queue.jobs.lock().unwrap().is_empty());
+        let view = recordings.stop(&meta, 1).await.unwrap();
+        assert_eq!(view.status, "stopping");
+        assert_eq!(queue.jobs.lock().unwrap().len(), 1);
+        // Another count is still refused.
+        let other = recordings.stop(&meta, 2).await.unwrap_err();
+        assert_eq!(other.code(), "already_stopped");
+    }
 }

@@ -131,10 +131,16 @@ data "aws_iam_policy_document" "api" {
 }
 
 # --- ws -------------------------------------------------------------------------------------
-# No S3 action: $connect, subscribe and status read the recording's state from Redis. Should
-# the function ever presign downloads, it needs s3:GetObject on recordings_objects_arn.
+# Reads state from Redis; the status of a ready recording (status, and the snapshot sent on
+# subscribe) carries a presigned download URL, which works only if the role may read it.
 data "aws_iam_policy_document" "ws" {
   source_policy_documents = [data.aws_iam_policy_document.common["ws"].json]
+
+  statement {
+    sid       = "PresignDownloads"
+    actions   = ["s3:GetObject"]
+    resources = [local.recordings_objects_arn]
+  }
 
   statement {
     sid       = "EnvironmentKey"

@@ -50,7 +50,7 @@ pub async fn status(
         .recordings
         .authorize(&target.id, token.as_deref())
         .await?;
-    Ok(Json(StatusView::of(&meta)))
+    Ok(Json(app.recordings.view(&meta).await))
 }
 
 /// `POST /recordings/{id}/chunks {"seq"}`: a presigned PUT for chunk `seq`.

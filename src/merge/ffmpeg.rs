@@ -137,7 +137,12 @@ pub struct Prepared {
     head: Vec<Bytes>,
 }
 
-/// Read chunk 0 (and 1) and decide the format, the layout and the output container.
+/// Bytes of the first chunks read before deciding: a recorder may end its first blob a byte
+/// into the file header (Chromium has been seen to), so the header can span chunks.
+const HEAD_BYTES: usize = 4096;
+
+/// Read the first chunks (at least two, and at least [`HEAD_BYTES`] when there are enough) and
+/// decide the format, the layout and the output container.
 pub async fn prepare(source: &dyn ChunkSource) -> Result<Prepared> {
     let count = source.count();
     if count == 0 {
@@ -147,20 +152,23 @@ pub async fn prepare(source: &dyn ChunkSource) -> Result<Prepared> {
             missing: vec![],
         });
     }
-    let chunk0 = source.fetch(0).await?;
-    let format = Format::sniff(&chunk0)?;
-    let chunk1 = if count > 1 {
-        Some(source.fetch(1).await?)
-    } else {
-        None
-    };
-    let layout = Layout::detect(format, chunk1.as_deref());
-    let container = output_container(format, &chunk0);
+    let mut head = vec![source.fetch(0).await?];
+    while (head.len() as u32) < count
+        && (head.len() < 2 || head.iter().map(Bytes::len).sum::<usize>() < HEAD_BYTES)
+    {
+        head.push(source.fetch(head.len() as u32).await?);
+    }
+    let joined = head.concat();
+    let format = Format::sniff(&joined)?;
+    let layout = Layout::detect(format, head.get(1).map(|b| &b[..]));
+    for (i, chunk) in head.iter().enumerate().skip(2) {
+        layout.check_chunk(format, i as u32, chunk)?;
+    }
     Ok(Prepared {
         format,
         layout,
-        container,
-        head: [Some(chunk0), chunk1].into_iter().flatten().collect(),
+        container: output_container(format, &joined),
+        head,
     })
 }
 

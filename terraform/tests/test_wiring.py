@@ -68,7 +68,8 @@ OBJECT_ACCESS = {
         CHUNKS: {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
         RECORDINGS: {"s3:GetObject", "s3:PutObject"},
     },
-    "ws": {},
+    # Presigns the download URL in the status of a ready recording.
+    "ws": {RECORDINGS: {"s3:GetObject"}},
     "merge": {
         CHUNKS: {"s3:GetObject", "s3:DeleteObject"},
         RECORDINGS: {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload",

@@ -93,6 +93,33 @@ fn cli_merges_every_fixture_like_a_plain_remux() {
     }
 }
 
+/// A recorder may end its first blob a byte into the file header: the header then spans
+/// chunks 0 and 1, and the recording still merges like the unsplit one.
+#[test]
+fn a_header_split_across_the_first_chunks_merges() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["vp8-opus-ts1000", "mp4-avc1-opus-ts1000"] {
+        let fixture = Recording::load(name);
+        let reference = reference(&fixture, dir.path());
+        let (first, rest) = fixture.chunks[0].split_at(1);
+        let (first, rest) = (first.to_vec(), rest.to_vec());
+        let split: Vec<&Vec<u8>> = [&first, &rest]
+            .into_iter()
+            .chain(&fixture.chunks[1..])
+            .collect();
+        let indexed: Vec<(u32, &Vec<u8>)> = split
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| (i as u32, c))
+            .collect();
+        let files = write_chunks(&dir.path().join(name), &indexed, ext(&fixture));
+        let (ok, report, stderr) = cli(&dir.path().join(format!("out-{name}")), &files);
+        assert!(ok, "{name}: {stderr}");
+        let output = PathBuf::from(report["output"].as_str().unwrap());
+        assert_matches_reference(&output, &reference, name);
+    }
+}
+
 #[test]
 fn cli_refuses_damaged_sequences_naming_the_problem() {
     let dir = tempfile::tempdir().unwrap();
@@ -217,6 +244,10 @@ async fn every_fixture_becomes_a_downloadable_seekable_video_on_every_backend() 
                 .expect(202);
             let status = wait_for_terminal(&client, &rec).await;
             assert_eq!(status["status"], "ready", "{label}: {status}");
+            assert!(
+                status["downloadUrl"].is_string() && status["expiresAt"].is_string(),
+                "{label}: a ready status carries its download URL: {status}"
+            );
             let output = &status["output"];
             for field in [
                 "durationS",
