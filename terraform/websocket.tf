@@ -4,9 +4,9 @@ locals {
 }
 
 resource "aws_apigatewayv2_api" "ws" {
-  name                       = "${var.name_prefix}-ws"
-  protocol_type              = "WEBSOCKET"
-  description                = "screenrec recording progress notifications"
+  name          = "${var.name_prefix}-ws"
+  protocol_type = "WEBSOCKET"
+  description   = "screenrec recording progress notifications"
   # Messages carry "type" (subscribe, unsubscribe, status); every one goes to $default, where
   # the ws function dispatches on it.
   route_selection_expression = "$request.body.type"
