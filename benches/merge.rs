@@ -1,5 +1,5 @@
 //! Merge benchmark on a synthetic recording of at least 1 GiB (bench/make-recording.sh), all
-//! three measured in one run against the same S3 server (LocalStack) and Redis:
+//! three measured in one run against the same S3 server (LocalStack, or `BENCH_S3_ENDPOINT`) and Redis:
 //!
 //! - (a) screenrec: `POST /stop` to `ready`, on a fresh `screenrec serve` process whose peak RSS
 //!   (VmHWM, ffmpeg being a child process of its own) is read from /proc;
@@ -257,7 +257,12 @@ async fn floor(store: &S3Store, run: &Run, output: &Path) -> anyhow::Result<f64>
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let endpoint = env("SCREENREC_TEST_LOCALSTACK")?;
+    // BENCH_S3_ENDPOINT (named BENCH_S3_SERVER) instead of LocalStack: scripts/bench also runs
+    // the benchmark against s3s-fs, a far lighter server, to show what LocalStack's CPU costs.
+    let (endpoint, server) = match std::env::var("BENCH_S3_ENDPOINT") {
+        Ok(e) => (e, env("BENCH_S3_SERVER")?),
+        Err(_) => (env("SCREENREC_TEST_LOCALSTACK")?, "LocalStack".to_owned()),
+    };
     let redis = env("SCREENREC_TEST_REDIS_URL")?;
     let big =
         PathBuf::from(std::env::var("BENCH_DATA").unwrap_or_else(|_| "bench/data/big".into()));
@@ -308,7 +313,7 @@ async fn main() -> anyhow::Result<()> {
     let two_hour_s = two_hour_bytes / 1048576.0 / throughput;
     let result = json!({
         "benchmark": "merge",
-        "s3Server": "LocalStack",
+        "s3Server": server,
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "recording": { "bytes": run.bytes, "gib": round(gib), "chunks": run.chunks, "output": run.output },
         "a_screenrecStopToReadyS": run.seconds,

@@ -1,5 +1,6 @@
 //! Running the bundled ffmpeg: the remux (chunks streamed into stdin, or the concat demuxer for
-//! restart-style recordings) and the inspection of the output, all with `-c copy`.
+//! restart-style recordings), which also lists every packet it writes, and the description of
+//! the output, all with `-c copy`.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -173,7 +174,9 @@ pub async fn prepare(source: &dyn ChunkSource) -> Result<Prepared> {
 }
 
 /// Merge a recording's chunks into one seekable file at `out`, never re-encoding.
-/// `progress` receives whole percents as the output grows.
+/// `progress` receives whole percents as the output grows. Returns the listing of every packet
+/// written (a second, `framecrc` output of the same ffmpeg run), from which [`describe`] checks
+/// the output without reading it back.
 pub async fn remux(
     ffmpeg: &Ffmpeg,
     source: &dyn ChunkSource,
@@ -181,7 +184,7 @@ pub async fn remux(
     work: &Path,
     out: &Path,
     progress: &(dyn Fn(u8) + Send + Sync),
-) -> Result<()> {
+) -> Result<FramecrcReport> {
     let Prepared {
         format,
         layout,
@@ -192,11 +195,12 @@ pub async fn remux(
     let mut cmd = ffmpeg.command();
     cmd.args(["-loglevel", "warning", "-progress", "pipe:1", "-nostats"]);
     let total = source.total_bytes();
+    let listing = work.join("packets.framecrc");
     match layout {
         Layout::Timeslice => {
             // Byte concatenation into one remux: the chunks are one byte stream.
             cmd.args(["-f", format.demuxer(), "-i", "pipe:0"]);
-            output_args(&mut cmd, container, out);
+            output_args(&mut cmd, container, out, &listing);
             let feed = move |mut stdin: ChildStdin| async move {
                 let first = head.len() as u32;
                 for bytes in head {
@@ -242,7 +246,7 @@ pub async fn remux(
                 .map_err(|e| Error::Storage(format!("{}: {e}", list_path.display())))?;
             cmd.args(["-f", "concat", "-safe", "0", "-i"])
                 .arg(&list_path);
-            output_args(&mut cmd, container, out);
+            output_args(&mut cmd, container, out, &listing);
             run(
                 cmd,
                 total,
@@ -251,7 +255,20 @@ pub async fn remux(
             )
             .await
         }
+    }?;
+    let file = tokio::fs::File::open(&listing)
+        .await
+        .map_err(|e| Error::FfmpegFailed(format!("no packet listing: {e}")))?;
+    let mut report = FramecrcReport::default();
+    let mut lines = BufReader::new(file).lines();
+    while let Some(line) = lines
+        .next_line()
+        .await
+        .map_err(|e| Error::FfmpegFailed(format!("reading the packet listing: {e}")))?
+    {
+        report.feed(&line);
     }
+    Ok(report)
 }
 
 /// Prepare, remux and inspect: the whole merge into a file in `work` (the CLI's path; the
@@ -265,8 +282,8 @@ pub async fn merge(
     let prepared = prepare(source).await?;
     let (container, layout) = (prepared.container, prepared.layout);
     let out = output_path(work, container);
-    remux(ffmpeg, source, prepared, work, &out, progress).await?;
-    let info = inspect(ffmpeg, &out, container, layout).await?;
+    let packets = remux(ffmpeg, source, prepared, work, &out, progress).await?;
+    let info = describe(ffmpeg, &out, container, layout, &packets).await?;
     progress(100);
     Ok(Merged {
         path: out,
@@ -279,12 +296,15 @@ pub fn output_path(work: &Path, container: Container) -> PathBuf {
     work.join(format!("output.{}", container.extension()))
 }
 
-fn output_args(cmd: &mut Command, container: Container, out: &Path) {
+/// The output file, and the `framecrc` listing of the same packets at `listing`.
+fn output_args(cmd: &mut Command, container: Container, out: &Path, listing: &Path) {
     cmd.args(["-map", "0", "-c", "copy"]);
     if container == Container::Mp4 {
         cmd.args(["-movflags", "+faststart"]);
     }
     cmd.args(["-f", muxer(container), "-y"]).arg(out);
+    cmd.args(["-map", "0", "-c", "copy", "-f", "framecrc", "-y"])
+        .arg(listing);
 }
 
 fn pipe_err(e: std::io::Error) -> Error {
@@ -384,39 +404,31 @@ where
     }
 }
 
-/// Read the output back with ffmpeg (`-c copy -f framecrc`): codecs, dimensions, packet counts
-/// and timestamps, and the container's duration. Refuses an output that is not a whole,
-/// seekable recording.
-pub async fn inspect(
+/// Check and describe the output: from the remux's packet listing, codecs, dimensions, packet
+/// counts and timestamps (refusing a recording that is not whole); from the file's header,
+/// read back by ffmpeg, the container's duration (which only a seekable output has).
+pub async fn describe(
     ffmpeg: &Ffmpeg,
     out: &Path,
     container: Container,
     layout: Layout,
+    report: &FramecrcReport,
 ) -> Result<OutputInfo> {
+    report.check()?;
     let mut cmd = ffmpeg.command();
     cmd.arg("-i")
         .arg(out)
-        .args(["-map", "0", "-c", "copy", "-f", "framecrc", "-"]);
-    let mut child = cmd.spawn().map_err(spawn_err)?;
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let listing = async {
-        let mut report = FramecrcReport::default();
-        let mut lines = BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            report.feed(&line);
-        }
-        report
-    };
-    let (report, errors, status) = tokio::join!(listing, read_stderr(stderr, 200), child.wait());
-    let errors = errors.tail;
-    let status = status.map_err(|e| Error::FfmpegFailed(format!("waiting for ffmpeg: {e}")))?;
-    if !status.success() {
+        .args(["-map", "0", "-c", "copy", "-t", "0", "-f", "null", "-"]);
+    let output = cmd
+        .output()
+        .await
+        .map_err(|e| Error::FfmpegFailed(format!("running ffmpeg: {e}")))?;
+    let errors = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
         return Err(Error::OutputInvalid(format!(
             "ffmpeg cannot read it back: {errors}"
         )));
     }
-    report.check()?;
     let duration_s = parse_duration(&errors)
         .filter(|d| *d > 0.0)
         .ok_or_else(|| Error::OutputInvalid("the container has no duration".into()))?;

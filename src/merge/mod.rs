@@ -274,14 +274,17 @@ impl Merger {
             },
             publishing
         );
-        if let Err(e) = remuxed.and(followed) {
-            upload.abort().await;
-            return Err(e);
-        }
+        let packets = match (remuxed, followed) {
+            (Ok(packets), Ok(())) => packets,
+            (Err(e), _) | (_, Err(e)) => {
+                upload.abort().await;
+                return Err(e);
+            }
+        };
         let remuxed_s = started.elapsed().as_secs_f64();
-        // Verify while the last parts go up; complete only if the output is whole.
+        // Check while the last parts go up; complete only if the output is whole.
         let (info, upload) = tokio::join!(
-            ffmpeg::inspect(ffmpeg, &out, container, layout),
+            ffmpeg::describe(ffmpeg, &out, container, layout, &packets),
             upload.finish()
         );
         let info = match (info, upload) {
