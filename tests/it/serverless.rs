@@ -66,6 +66,21 @@ impl Api {
         let text = out["body"].as_str().unwrap_or_default();
         (status, serde_json::from_str(text).unwrap_or(json!(text)))
     }
+
+    /// `POST /recordings` through the function: the new recording's id and upload token.
+    async fn create(&mut self, mime_type: &str) -> (String, String) {
+        let (status, created) = self
+            .call(
+                "POST",
+                "/recordings",
+                None,
+                Some(json!({ "mimeType": mime_type })),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        let field = |k: &str| created[k].as_str().unwrap().to_owned();
+        (field("recordingId"), field("uploadToken"))
+    }
 }
 
 fn ws_event(name: &str, connection: &str) -> Value {
@@ -217,19 +232,8 @@ async fn the_api_function_answers_http_api_events() {
         .await
         .unwrap();
     let mut api = Api::new(&core);
-    let (status, created) = api
-        .call(
-            "POST",
-            "/recordings",
-            None,
-            Some(json!({ "mimeType": "video/webm" })),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let (id, token) = (
-        created["recordingId"].as_str().unwrap(),
-        created["uploadToken"].as_str().unwrap(),
-    );
+    let (id, token) = api.create("video/webm").await;
+    let (id, token) = (id.as_str(), token.as_str());
     let (status, view) = api
         .call("GET", &format!("/recordings/{id}"), Some(token), None)
         .await;
@@ -297,18 +301,8 @@ async fn the_ws_function_handles_connect_messages_and_disconnect() {
     let (api_core, ws_core) = (d.function().await, d.function().await);
     let mut api = Api::new(&api_core);
     let ws = WsFunction::new(ws_core.recordings.clone(), ws_core.gateway.clone().unwrap());
-    let (_, created) = api
-        .call(
-            "POST",
-            "/recordings",
-            None,
-            Some(json!({ "mimeType": "video/webm" })),
-        )
-        .await;
-    let (id, token) = (
-        created["recordingId"].as_str().unwrap(),
-        created["uploadToken"].as_str().unwrap(),
-    );
+    let (id, token) = api.create("video/webm").await;
+    let (id, token) = (id.as_str(), token.as_str());
 
     assert_eq!(connect(&ws, "bad=", id, "not-the-token").await, 401);
     assert_eq!(connect(&ws, "bad=", "../etc", token).await, 400);
@@ -419,19 +413,8 @@ async fn serverless_flow_end_to_end() {
     let fixture = Recording::load("vp8-opus-ts1000");
     let http = reqwest::Client::new();
 
-    let (status, created) = api
-        .call(
-            "POST",
-            "/recordings",
-            None,
-            Some(json!({ "mimeType": fixture.mime_type })),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let (id, token) = (
-        created["recordingId"].as_str().unwrap(),
-        created["uploadToken"].as_str().unwrap(),
-    );
+    let (id, token) = api.create(&fixture.mime_type).await;
+    let (id, token) = (id.as_str(), token.as_str());
     assert_eq!(connect(&ws, "viewer=", id, token).await, 200);
     message(
         &ws,
