@@ -17,6 +17,7 @@ pub mod http;
 pub mod merge;
 pub mod notify;
 pub mod queue;
+pub mod runtime;
 pub mod serverless;
 pub mod service;
 pub mod store;

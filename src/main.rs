@@ -24,8 +24,11 @@ USAGE:
         Show this text
 ";
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    screenrec::runtime::run(cli())
+}
+
+async fn cli() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("serve") => serve().await,

@@ -149,7 +149,10 @@ const PING_EVERY: Duration = Duration::from_secs(20);
 const IDLE: Duration = Duration::from_secs(60);
 
 pub async fn upgrade(State(app): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    let max = app.recordings.limits().max_chunk_bytes as usize + 64;
+    // Twice the chunk limit: a chunk somewhat over it is read and refused with a
+    // `chunk_too_large` error frame naming its seq, on a socket that stays open; only a
+    // message over this closes the socket (1009), and a browser may see that close as a reset.
+    let max = (app.recordings.limits().max_chunk_bytes as usize).saturating_mul(2) + 64;
     ws.max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| session(app, socket).instrument(info_span!("ws")))

@@ -401,6 +401,14 @@ async fn websocket_bad_input_gets_error_frames_and_the_socket_survives() {
     assert_eq!(ws.recv().await["index"], 0);
     ws.send_binary(frame(None, b"")).await;
     assert_eq!(ws.recv().await["error"]["code"], "empty_chunk");
+    // A chunk over the limit is refused by an error frame with its seq; the socket stays.
+    ws.send_binary(frame(Some(7), &vec![1u8; 1024 * 1024 + 1]))
+        .await;
+    let refused = ws.recv().await;
+    assert_eq!(
+        (refused["error"]["code"].clone(), refused["seq"].clone()),
+        (json!("chunk_too_large"), json!(7))
+    );
     ws.send_binary(frame(None, b"second")).await;
     assert_eq!(ws.recv().await["index"], 1);
     ws.send_binary(frame(None, b"first")).await;

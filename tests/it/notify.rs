@@ -195,9 +195,9 @@ async fn bad_subscriptions_get_error_frames_and_other_sockets_carry_on() {
             assert_eq!(reply["error"]["code"], "connection_limit", "{reply}");
         }
     }
-    // An oversized message closes that socket with 1009; the others carry on.
+    // A message over twice the chunk limit closes that socket with 1009; the others carry on.
     let mut big = Ws::connect(&client.ws_url(0)).await;
-    big.send_binary(vec![0u8; 1024 * 1024 + 200]).await;
+    big.send_binary(vec![0u8; 2 * 1024 * 1024 + 200]).await;
     assert_eq!(big.close_code().await, Some(1009));
     client
         .put_chunk(0, &rec, 0, b"still working".to_vec())

@@ -4,8 +4,11 @@
 
 use screenrec::app::Jobs;
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
+fn main() -> Result<(), lambda_http::Error> {
+    screenrec::runtime::run(function())
+}
+
+async fn function() -> Result<(), lambda_http::Error> {
     let core = screenrec::serverless::start().await?;
     if !matches!(core.jobs, Jobs::External) {
         return Err(

@@ -7,8 +7,11 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use screenrec::serverless::MergeFunction;
 use screenrec::serverless::merge::MergeEvent;
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
+fn main() -> Result<(), lambda_runtime::Error> {
+    screenrec::runtime::run(function())
+}
+
+async fn function() -> Result<(), lambda_runtime::Error> {
     let core = screenrec::serverless::start().await?;
     let function = Arc::new(MergeFunction::new(core.merger()?));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<MergeEvent>| {

@@ -7,8 +7,11 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use screenrec::serverless::WsFunction;
 use screenrec::serverless::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
+fn main() -> Result<(), lambda_runtime::Error> {
+    screenrec::runtime::run(function())
+}
+
+async fn function() -> Result<(), lambda_runtime::Error> {
     let core = screenrec::serverless::start().await?;
     let gateway = core
         .gateway
