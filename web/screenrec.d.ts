@@ -41,6 +41,11 @@ export interface Timers {
 export interface RecorderOptions {
   /** The server, e.g. `https://rec.example.com`. Default: the page's origin. */
   baseUrl?: string;
+  /**
+   * The event socket. Default: `/ws` of `baseUrl`. For the serverless deployment, the WebSocket
+   * API's URL (`wss://…/prod`); the recording id and token go in its query string.
+   */
+  eventsUrl?: string;
   /** Default 'presigned'. */
   mode?: UploadMode;
   /** The recording format; default: the first of MIME_TYPES the browser supports. */

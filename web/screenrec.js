@@ -432,6 +432,16 @@ function wsUrlOf(baseUrl) {
 }
 
 /**
+ * The event socket's URL: `/ws` of the server, or `eventsUrl` (the serverless deployment's API
+ * Gateway WebSocket API, whose `$connect` checks the recording and token in the query string).
+ */
+function eventsUrlOf({ eventsUrl, baseUrl, recordingId, token }) {
+  if (!eventsUrl) return wsUrlOf(baseUrl);
+  const query = `recordingId=${encodeURIComponent(recordingId)}&token=${encodeURIComponent(token)}`;
+  return `${eventsUrl}${eventsUrl.includes('?') ? '&' : '?'}${query}`;
+}
+
+/**
  * websocket: chunks as binary frames on one socket, authorised once per connection. A closed
  * socket fails the chunks in flight (retryable) and the next send opens a new one.
  */
@@ -1194,7 +1204,12 @@ export class Recorder extends Emitter {
 
   #subscribe() {
     this.#events = new EventStream({
-      url: wsUrlOf(this.api.baseUrl),
+      url: eventsUrlOf({
+        eventsUrl: this.options.eventsUrl,
+        baseUrl: this.api.baseUrl,
+        recordingId: this.recordingId,
+        token: this.token,
+      }),
       recordingId: this.recordingId,
       token: this.token,
       WebSocket: this.WebSocketImpl,

@@ -132,6 +132,15 @@ describe('Recorder', () => {
     assert.equal(clock.pending.length, 0, 'no timers left behind');
   });
 
+  test('eventsUrl: the serverless WebSocket API, with the recording and token in the query', async () => {
+    const { recorder, ws } = setup({ mode: 'presigned', eventsUrl: 'wss://api.example/prod' });
+    await recorder.start();
+    await flush();
+    const urls = ws.sockets.map((s) => s.url);
+    assert.deepEqual(urls, [`wss://api.example/prod?recordingId=${ID}&token=tok`]);
+    recorder.cancel();
+  });
+
   test('presigned mode: grant, PUT to storage, confirm; an already stored chunk is skipped', async () => {
     const { recorder, server, ws, mr } = setup({
       mode: 'presigned',
