@@ -293,18 +293,23 @@ async fn a_slow_subscriber_is_dropped_and_slows_no_one() {
     assert_eq!(fast.recv().await["type"], "recordingState");
     let id = screenrec::domain::RecordingId::parse(&rec.id).unwrap();
     let notifier = app.state.recordings.notifier().clone();
-    // 20 MB of events: more than the kernel buffers between server and client hold.
+    // 20 MB of events: more than the kernel buffers between server and client hold. The
+    // publisher stays at most LEAD events ahead of the reading subscriber, well inside its
+    // outbox, so only the one that never reads can fall behind, however loaded the machine.
     const EVENTS: u64 = 2_000;
+    const LEAD: u64 = 64;
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let read = received.clone();
     let padding = "x".repeat(10_000);
     let publisher = tokio::spawn(async move {
         for n in 0..EVENTS {
+            while n >= read.load(std::sync::atomic::Ordering::Acquire) + LEAD {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
             let kind = EventKind::RecordingState {
                 recording: json!({ "n": n, "padding": padding }),
             };
             notifier.publish(&id, kind).await.unwrap();
-            if n % 5 == 4 {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
         }
     });
     let mut next = 1;
@@ -314,6 +319,7 @@ async fn a_slow_subscriber_is_dropped_and_slows_no_one() {
             e["version"], next,
             "the reading subscriber lost or reordered an event"
         );
+        received.store(next, std::sync::atomic::Ordering::Release);
         next += 1;
     }
     publisher.await.unwrap();
