@@ -108,6 +108,14 @@ impl Config {
             }
             None => format!("http://{bind}"),
         };
+        // One region for every AWS client; endpoint overrides alone (LocalStack, MinIO) get
+        // us-east-1, which such servers accept.
+        let aws_region = var("AWS_REGION")
+            .or_else(|| var("AWS_DEFAULT_REGION"))
+            .or_else(|| {
+                (var("S3_ENDPOINT").is_some() || var("SQS_ENDPOINT").is_some())
+                    .then(|| "us-east-1".to_owned())
+            });
         let storage = match var("STORAGE").as_deref().unwrap_or("fs") {
             "fs" => StorageConfig::Fs {
                 dir: PathBuf::from(var("STORAGE_DIR").unwrap_or_else(|| "./data".into())),
@@ -125,14 +133,10 @@ impl Config {
                         format!("{bucket:?} is not a valid bucket name"),
                     ));
                 }
-                let endpoint = url_var(&var, "S3_ENDPOINT")?;
-                let region = var("AWS_REGION")
-                    .or_else(|| var("AWS_DEFAULT_REGION"))
-                    .or_else(|| endpoint.as_ref().map(|_| "us-east-1".to_owned()));
                 StorageConfig::S3(S3Settings {
                     bucket,
-                    region,
-                    endpoint,
+                    region: aws_region.clone(),
+                    endpoint: url_var(&var, "S3_ENDPOINT")?,
                     force_path_style: parse(
                         var("S3_FORCE_PATH_STYLE"),
                         "false",
@@ -238,11 +242,6 @@ impl Config {
                 return Err(err(name, "needs REDIS_URL".into()));
             }
         }
-        let overridden = matches!(&storage, StorageConfig::S3(s) if s.endpoint.is_some())
-            || serverless.sqs_endpoint.is_some();
-        let aws_region = var("AWS_REGION")
-            .or_else(|| var("AWS_DEFAULT_REGION"))
-            .or_else(|| overridden.then(|| "us-east-1".to_owned()));
         Ok(Self {
             bind,
             public_base_url,

@@ -54,7 +54,7 @@ impl ApiGatewayNotifier {
         endpoint: &str,
     ) -> Result<Self> {
         let events = RedisNotifier::connect(redis_url, prefix, ttl).await?;
-        let conn = ConnectionManager::new(redis::Client::open(redis_url)?).await?;
+        let conn = events.connection().clone();
         // Retries are this adapter's own (`post`), so the SDK does not retry as well.
         let config = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
             .endpoint_url(endpoint)

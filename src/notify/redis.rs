@@ -64,6 +64,11 @@ impl RedisNotifier {
         format!("{}rec:{{{id}}}:{what}", self.prefix)
     }
 
+    /// The multiplexed connection, for an adapter built on this one (it needs no other).
+    pub fn connection(&self) -> &ConnectionManager {
+        &self.conn
+    }
+
     /// The kept events of a recording after version `after`, oldest first.
     pub async fn history(&self, id: &RecordingId, after: u64) -> Result<Vec<Event>> {
         let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
 
 const run = promisify(execFile);
@@ -79,6 +80,23 @@ async function backendEnv(dir) {
     REDIS_URL: redis,
     REDIS_PREFIX: `${unique('web')}:`,
   };
+}
+
+/**
+ * For a `describe` block: a server (with `vars`) and a browser started before its tests and
+ * stopped after them. Read `.server` and `.browser` inside the tests.
+ */
+export function useServerAndBrowser(vars = {}) {
+  const env = { server: null, browser: null };
+  before(async () => {
+    env.server = await startServer(vars);
+    env.browser = await launchBrowser();
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.server?.stop();
+  });
+  return env;
 }
 
 /** Start `screenrec serve` ($SCREENREC_BIN) on a free port with `vars` on top; wait for /readyz. */

@@ -2,29 +2,20 @@
 // chunks, resumes, and the final video has every frame. A recording of the same length with no
 // cut is the reference.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { FORMATS, checkPlayer, cutNetwork, download, launchBrowser, log, openDemo, probe, recordOnDemo, savePageChunks, startServer } from './helpers.mjs';
+import { describe, test } from 'node:test';
+import { FORMATS, checkPlayer, cutNetwork, download, log, openDemo, probe, recordOnDemo, savePageChunks, useServerAndBrowser } from './helpers.mjs';
 
 const SECONDS = 8;
 const CUT_MS = 3000;
 
 describe('network loss during a recording', { timeout: 300_000 }, () => {
-  let server;
-  let browser;
-  before(async () => {
-    server = await startServer();
-    browser = await launchBrowser();
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+  const env = useServerAndBrowser();
 
   /** Record, check the page and the file; returns the frame counts. */
   async function recordAndProbe(name, format, during) {
     // A small screen keeps the encoder from dropping frames when the machine is busy, so the
     // frame counts of two recordings compare.
-    const { context, page, consoleLines } = await openDemo(browser, server.base, { size: [640, 360] });
+    const { context, page, consoleLines } = await openDemo(env.browser, env.server.base, { size: [640, 360] });
     try {
       let sawOffline = false;
       const rec = await recordOnDemo(page, {
@@ -58,7 +49,7 @@ describe('network loss during a recording', { timeout: 300_000 }, () => {
   }
 
   test('no WebSocket at all: the page polls the status and still gets the video', { timeout: 90_000 }, async () => {
-    const { context, page, consoleLines } = await openDemo(browser, server.base, {
+    const { context, page, consoleLines } = await openDemo(env.browser, env.server.base, {
       size: [640, 360],
       // Every WebSocket fails to connect, as behind a proxy that drops upgrades.
       init: () => {

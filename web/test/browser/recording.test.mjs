@@ -3,25 +3,16 @@
 // asked for, and nothing recorded was lost.
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { ARTIFACTS, FORMATS, checkPlayer, download, launchBrowser, log, openDemo, probe, recordOnDemo, savePageChunks, startServer } from './helpers.mjs';
+import { describe, test } from 'node:test';
+import { ARTIFACTS, FORMATS, checkPlayer, download, log, openDemo, probe, recordOnDemo, savePageChunks, useServerAndBrowser } from './helpers.mjs';
 
 const SECONDS = 8;
 
 describe('recording through the demo page', { timeout: 300_000 }, () => {
-  let server;
-  let browser;
-  before(async () => {
-    server = await startServer();
-    browser = await launchBrowser();
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+  const env = useServerAndBrowser();
 
   test('camera (Chromium\'s fake device), automatic format, driven from the keyboard', { timeout: 60_000 }, async () => {
-    const { context, page, consoleLines } = await openDemo(browser, server.base);
+    const { context, page, consoleLines } = await openDemo(env.browser, env.server.base);
     try {
       // Source radio: Tab into the group, arrow to Camera; then Tab on to Start and press Enter.
       await page.focus('#source-screen');
@@ -47,7 +38,7 @@ describe('recording through the demo page', { timeout: 300_000 }, () => {
 
   for (const [name, format] of Object.entries(FORMATS)) {
     test(`${name} (${format.mimeType}, ${format.mode} upload)`, { timeout: 120_000 }, async () => {
-      const { context, page, consoleLines } = await openDemo(browser, server.base);
+      const { context, page, consoleLines } = await openDemo(env.browser, env.server.base);
       try {
         const supported = await page.evaluate((t) => MediaRecorder.isTypeSupported(t), format.mimeType);
         assert.ok(supported, `this Chromium cannot record ${format.mimeType}`);

@@ -1,25 +1,16 @@
 // A server that refuses chunks (MAX_CHUNK_BYTES at its minimum, 1024): the page says so and
 // is ready for another try, in every upload mode.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { ARTIFACTS, FORMATS, launchBrowser, log, openDemo, startServer } from './helpers.mjs';
+import { describe, test } from 'node:test';
+import { ARTIFACTS, FORMATS, log, openDemo, useServerAndBrowser } from './helpers.mjs';
 import path from 'node:path';
 
 describe('a chunk over the server limit', { timeout: 180_000 }, () => {
-  let server;
-  let browser;
-  before(async () => {
-    server = await startServer({ MAX_CHUNK_BYTES: '1024' });
-    browser = await launchBrowser();
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+  const env = useServerAndBrowser({ MAX_CHUNK_BYTES: '1024' });
 
   for (const format of Object.values(FORMATS)) {
     test(`${format.mode} upload: the page shows the refusal and does not hang`, { timeout: 60_000 }, async () => {
-      const { context, page } = await openDemo(browser, server.base);
+      const { context, page } = await openDemo(env.browser, env.server.base);
       try {
         await page.selectOption('#format', format.mimeType);
         await page.selectOption('#mode', format.mode);
