@@ -351,11 +351,19 @@ impl Recordings {
                     warn!(recording_id = %meta.id, error = %e, "manifest not updated at stop");
                 }
             }
-            // The same stop again, after its merge job could not be queued: queue it again.
-            // A job that runs twice merges once, so a retry is always safe.
-            Err(Error::AlreadyStopped { state: "stopping" })
-                if self.coord.meta(&meta.id).await?.and_then(|m| m.chunk_count)
-                    == Some(count as u32) => {}
+            // The same stop again (a client retrying after a lost answer) is idempotent: it
+            // answers the current status. While no worker has taken the merge yet, the job is
+            // queued again, in case the first stop could not queue it; a job that runs twice
+            // merges once. Another count is still refused.
+            Err(Error::AlreadyStopped { state }) => {
+                let current = self.coord.meta(&meta.id).await?;
+                if current.as_ref().and_then(|m| m.chunk_count) != Some(count as u32) {
+                    return Err(Error::AlreadyStopped { state });
+                }
+                if state != RecordingState::Stopping.as_str() {
+                    return self.status(&meta.id).await;
+                }
+            }
             Err(e) => return Err(e),
         }
         self.queue
@@ -503,15 +511,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_stop_whose_merge_job_was_not_queued_succeeds_when_retried() {
+    async fn a_retried_stop_is_idempotent_and_requeues_a_job_that_was_not_queued() {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path(), UrlSigner::new(vec![7; 32]), "http://x")
             .await
             .unwrap();
         let queue = Arc::new(FlakyQueue::default());
+        let coord = Arc::new(MemoryCoordinator::new());
         let recordings = Recordings::new(
             Arc::new(store),
-            Arc::new(MemoryCoordinator::new()),
+            coord.clone(),
             queue.clone(),
             Arc::new(Hub::new()),
             Limits::default(),
@@ -538,6 +547,24 @@ mod tests {
         assert_eq!(view.status, "stopping");
         assert_eq!(queue.jobs.lock().unwrap().len(), 1);
         // Another count is still refused.
+        let other = recordings.stop(&meta, 2).await.unwrap_err();
+        assert_eq!(other.code(), "already_stopped");
+
+        // Once a worker has the merge, the same stop answers the status and queues nothing.
+        assert!(
+            coord
+                .transition(
+                    &id,
+                    RecordingState::Stopping,
+                    RecordingState::Merging,
+                    Default::default(),
+                )
+                .await
+                .unwrap()
+        );
+        let view = recordings.stop(&meta, 1).await.unwrap();
+        assert_eq!(view.status, "merging");
+        assert_eq!(queue.jobs.lock().unwrap().len(), 1);
         let other = recordings.stop(&meta, 2).await.unwrap_err();
         assert_eq!(other.code(), "already_stopped");
     }
