@@ -72,6 +72,31 @@ impl Indexing {
     }
 }
 
+/// A [`ChunkDigest`] taken piece by piece, as a chunk streams past.
+#[derive(Default)]
+pub struct ChunkHasher {
+    sha256: Sha256,
+    size: u64,
+}
+
+impl ChunkHasher {
+    pub fn update(&mut self, piece: &[u8]) {
+        self.sha256.update(piece);
+        self.size += piece.len() as u64;
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn finish(self) -> ChunkDigest {
+        ChunkDigest {
+            sha256: hex::encode(self.sha256.finalize()),
+            size: self.size,
+        }
+    }
+}
+
 /// What identifies a chunk's bytes: SHA-256 and length.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkDigest {
@@ -81,10 +106,9 @@ pub struct ChunkDigest {
 
 impl ChunkDigest {
     pub fn of(bytes: &[u8]) -> Self {
-        Self {
-            sha256: hex::encode(Sha256::digest(bytes)),
-            size: bytes.len() as u64,
-        }
+        let mut hasher = ChunkHasher::default();
+        hasher.update(bytes);
+        hasher.finish()
     }
 
     /// `sha256:size`, the form the coordinator stores.

@@ -8,7 +8,7 @@ mod media;
 mod state;
 mod token;
 
-pub use chunk::{ChunkDigest, ChunkIndex, ChunkRecord, Indexing, check_stop};
+pub use chunk::{ChunkDigest, ChunkHasher, ChunkIndex, ChunkRecord, Indexing, check_stop};
 pub use id::RecordingId;
 pub use key::ObjectKey;
 pub use media::{Container, MediaType};

@@ -7,21 +7,29 @@ use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::process::{ChildStdin, Command};
+use tracing::debug;
 
 use super::plan::{Format, FramecrcReport, Layout, output_container, parse_duration};
 use super::source::ChunkSource;
 use crate::domain::Container;
 use crate::error::{Error, Result};
+use crate::store::ByteStream;
 
-/// Chunks fetched ahead of the one being written to ffmpeg. Memory stays bounded by this many
-/// chunks, whatever the recording's length.
-const PREFETCH: usize = 4;
+/// Chunks requested ahead of the one being written, and how much of each is read into memory
+/// while it waits its turn; the rest of it is read as it is written. The requests hide storage
+/// latency and overlap the transfers, while memory stays bounded (at most
+/// `PREFETCH * READ_AHEAD` bytes) whatever the chunks' size or the recording's length.
+const PREFETCH: usize = 8;
+const READ_AHEAD: usize = 1 << 20;
+/// Bytes enough to tell whether a chunk begins with a file header.
+const PROBE_BYTES: usize = 8;
 const STDERR_LINES: usize = 30;
 
 /// Where the bundled ffmpeg is looked for when `FFMPEG_PATH` is unset: the install location of
@@ -207,13 +215,24 @@ pub async fn remux(
                     stdin.write_all(&bytes).await.map_err(pipe_err)?;
                 }
                 let mut rest = futures::stream::iter(first..count)
-                    .map(|i| async move { source.fetch(i).await.map(|b| (i, b)) })
+                    .map(|i| async move {
+                        let body = read_ahead(source.open(i).await?, READ_AHEAD).await?;
+                        Ok::<_, Error>((i, body))
+                    })
                     .buffered(PREFETCH);
-                while let Some(next) = rest.next().await {
-                    let (i, bytes) = next?;
-                    layout.check_chunk(format, i, &bytes)?;
-                    stdin.write_all(&bytes).await.map_err(pipe_err)?;
+                let mut waits = Waits::default();
+                loop {
+                    let t = Instant::now();
+                    let Some(next) = rest.next().await else { break };
+                    waits.storage += t.elapsed();
+                    let (i, body) = next?;
+                    copy_chunk(body, layout, format, i, &mut stdin, pipe_err, &mut waits).await?;
                 }
+                debug!(
+                    storage_wait_s = waits.storage.as_secs_f64(),
+                    ffmpeg_wait_s = waits.output.as_secs_f64(),
+                    "chunks fed to ffmpeg"
+                );
                 stdin.shutdown().await.map_err(pipe_err)
             };
             run(cmd, total, progress, Some(feed)).await
@@ -226,15 +245,25 @@ pub async fn remux(
             let head = &head;
             let mut files = futures::stream::iter(0..count)
                 .map(|i| async move {
-                    let bytes = match head.get(i as usize) {
-                        Some(b) => b.clone(),
-                        None => source.fetch(i).await?,
+                    let body = match head.get(i as usize) {
+                        Some(b) => futures::stream::iter([Ok(b.clone())]).boxed(),
+                        None => source.open(i).await?,
                     };
-                    layout.check_chunk(format, i, &bytes)?;
                     let path = work.join(format!("chunk-{i:08}.{ext}"));
-                    tokio::fs::write(&path, &bytes)
-                        .await
-                        .map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?;
+                    let file_err =
+                        |e: std::io::Error| Error::Storage(format!("{}: {e}", path.display()));
+                    let mut file = tokio::fs::File::create(&path).await.map_err(file_err)?;
+                    copy_chunk(
+                        body,
+                        layout,
+                        format,
+                        i,
+                        &mut file,
+                        file_err,
+                        &mut Waits::default(),
+                    )
+                    .await?;
+                    file.flush().await.map_err(file_err)?;
                     Ok::<_, Error>(path)
                 })
                 .buffered(PREFETCH);
@@ -305,6 +334,67 @@ fn output_args(cmd: &mut Command, container: Container, out: &Path, listing: &Pa
     cmd.args(["-f", muxer(container), "-y"]).arg(out);
     cmd.args(["-map", "0", "-c", "copy", "-f", "framecrc", "-y"])
         .arg(listing);
+}
+
+/// Time a copy spent waiting for chunk bytes (storage) and for the writer (ffmpeg or disk).
+#[derive(Default)]
+struct Waits {
+    storage: Duration,
+    output: Duration,
+}
+
+/// `body` with up to `limit` of its first bytes read into memory now.
+async fn read_ahead(body: ByteStream, limit: usize) -> Result<ByteStream> {
+    // Fused: the rest is polled again after the read-ahead, even if it has ended.
+    let mut body = body.fuse();
+    let mut pieces = Vec::new();
+    let mut read = 0;
+    while read < limit {
+        let Some(piece) = body.next().await else {
+            break;
+        };
+        let piece = piece?;
+        read += piece.len();
+        pieces.push(Ok(piece));
+    }
+    Ok(futures::stream::iter(pieces).chain(body).boxed())
+}
+
+/// Copy one chunk to `to` as its bytes arrive, once its first bytes fit the layout.
+async fn copy_chunk<W: AsyncWrite + Unpin>(
+    mut body: ByteStream,
+    layout: Layout,
+    format: Format,
+    index: u32,
+    to: &mut W,
+    io_err: impl Fn(std::io::Error) -> Error,
+    waits: &mut Waits,
+) -> Result<()> {
+    let mut prefix = Some(BytesMut::new());
+    loop {
+        let t = Instant::now();
+        let piece = body.next().await;
+        waits.storage += t.elapsed();
+        let piece = match (piece, prefix.as_mut()) {
+            (Some(piece), None) => piece?,
+            (Some(piece), Some(start)) => {
+                start.extend_from_slice(&piece?);
+                if start.len() < PROBE_BYTES {
+                    continue;
+                }
+                layout.check_chunk(format, index, start)?;
+                prefix.take().expect("a prefix").freeze()
+            }
+            (None, None) => return Ok(()),
+            (None, Some(start)) => {
+                layout.check_chunk(format, index, start)?;
+                prefix.take().expect("a prefix").freeze()
+            }
+        };
+        let t = Instant::now();
+        to.write_all(&piece).await.map_err(&io_err)?;
+        waits.output += t.elapsed();
+    }
 }
 
 fn pipe_err(e: std::io::Error) -> Error {

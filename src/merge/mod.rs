@@ -14,9 +14,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use serde_json::json;
 use tokio::sync::{Semaphore, mpsc, watch};
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 pub use self::ffmpeg::{Ffmpeg, Merged, OutputInfo, merge};
 pub use self::source::{ChunkSource, LocalChunks, StoredChunks};
@@ -167,7 +168,7 @@ impl Merger {
         };
         let last = delivery >= u64::from(self.settings.max_deliveries);
         async {
-            match self.run(&id).await {
+            match contain_panic(self.run(&id)).await {
                 Ok(outcome) => {
                     info!(?outcome, "merge job done");
                     true
@@ -289,7 +290,12 @@ impl Merger {
         );
         let info = match (info, upload) {
             (Ok(info), Ok(upload)) => {
+                let completing = std::time::Instant::now();
                 upload.complete().await?;
+                debug!(
+                    complete_s = completing.elapsed().as_secs_f64(),
+                    "multipart upload completed"
+                );
                 info
             }
             (Err(e), Ok(upload)) => {
@@ -328,7 +334,22 @@ impl Merger {
     }
 }
 
-/// Retries of a merge that failed for a transient reason, in the embedded pool.
+/// `merge`, with a panic turned into an `internal` error: a bug met by one recording fails
+/// that recording (after the usual retries) and leaves the worker serving the others.
+async fn contain_panic<T>(merge: impl Future<Output = Result<T>>) -> Result<T> {
+    std::panic::AssertUnwindSafe(merge)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let reason = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(Error::Internal(format!("the merge panicked: {reason}")))
+        })
+}
+
 /// The embedded worker pool: up to `workers` merges at once from the in-process queue.
 pub async fn run_workers(
     merger: Arc<Merger>,
@@ -406,5 +427,25 @@ async fn handle(merger: &Merger, queue: &RedisQueue, delivery: Delivery) {
     };
     if done && let Err(e) = queue.ack(&entry_id).await {
         warn!(recording_id = %job.recording_id, error = %e, "merge job not acknowledged; it will run again, harmlessly");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_merge_becomes_an_internal_error() {
+        let e = contain_panic(async {
+            if true {
+                panic!("a bug");
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(e.code(), "internal");
+        assert!(e.to_string().contains("a bug"), "{e}");
+        assert_eq!(contain_panic(async { Ok(7) }).await.unwrap(), 7);
     }
 }

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::domain::{ChunkDigest, ChunkIndex, ChunkRecord, ObjectKey, RecordingId};
+use futures::StreamExt;
+
+use crate::domain::{ChunkDigest, ChunkHasher, ChunkIndex, ChunkRecord, ObjectKey, RecordingId};
 use crate::error::{Error, Result};
-use crate::store::{ObjectStore, read_all};
+use crate::store::{ByteStream, ObjectStore, collect};
 
 #[async_trait]
 pub trait ChunkSource: Send + Sync {
@@ -19,8 +21,15 @@ pub trait ChunkSource: Send + Sync {
     /// Total bytes of all chunks (for progress).
     fn total_bytes(&self) -> u64;
 
-    /// Chunk `index`'s bytes, checked against what was received where that is known.
-    async fn fetch(&self, index: u32) -> Result<Bytes>;
+    /// Start reading chunk `index`: its bytes as they arrive, checked against what was received
+    /// where that is known. A chunk that turns out different ends its stream with
+    /// `chunk_corrupted`, so a reader must not act on the bytes before the stream has ended.
+    async fn open(&self, index: u32) -> Result<ByteStream>;
+
+    /// Chunk `index`'s bytes, whole and checked.
+    async fn fetch(&self, index: u32) -> Result<Bytes> {
+        collect(self.open(index).await?, 0).await
+    }
 }
 
 /// A stopped recording's chunks in object storage, each checked against the digest the
@@ -42,7 +51,7 @@ impl ChunkSource for StoredChunks {
         self.chunks.values().map(|c| c.digest.size).sum()
     }
 
-    async fn fetch(&self, index: u32) -> Result<Bytes> {
+    async fn open(&self, index: u32) -> Result<ByteStream> {
         let expected =
             self.chunks
                 .get(&index)
@@ -52,21 +61,38 @@ impl ChunkSource for StoredChunks {
                     missing_total: 1,
                     missing: vec![index],
                 })?;
-        let bytes = read_all(
-            self.store.as_ref(),
-            &ObjectKey::chunk(&self.id, ChunkIndex::new(index)),
-            Some(expected.digest.size),
-        )
-        .await
-        .map_err(|e| match e {
-            Error::NotFound => Error::ChunkCorrupted { index },
-            other => other,
-        })?;
-        if ChunkDigest::of(&bytes) != expected.digest {
-            return Err(Error::ChunkCorrupted { index });
-        }
-        Ok(bytes)
+        let body = self
+            .store
+            .get(&ObjectKey::chunk(&self.id, ChunkIndex::new(index)))
+            .await
+            .map_err(|e| match e {
+                Error::NotFound => Error::ChunkCorrupted { index },
+                other => other,
+            })?;
+        Ok(verified(body, expected.digest.clone(), index))
     }
+}
+
+/// `body`, hashed as it passes; it ends with `chunk_corrupted` if it is longer than `expected`
+/// or, at its end, differs from it.
+fn verified(body: ByteStream, expected: ChunkDigest, index: u32) -> ByteStream {
+    let start = Some((body, ChunkHasher::default(), expected));
+    futures::stream::unfold(start, move |state| async move {
+        let (mut body, mut hasher, expected) = state?;
+        match body.next().await {
+            Some(Ok(piece)) => {
+                hasher.update(&piece);
+                if hasher.size() > expected.size {
+                    return Some((Err(Error::ChunkCorrupted { index }), None));
+                }
+                Some((Ok(piece), Some((body, hasher, expected))))
+            }
+            Some(Err(e)) => Some((Err(e), None)),
+            None => (hasher.finish() != expected)
+                .then_some((Err(Error::ChunkCorrupted { index }), None)),
+        }
+    })
+    .boxed()
 }
 
 /// Chunk files on disk, numbered by the last number in each file name before its extension
@@ -129,6 +155,11 @@ impl ChunkSource for LocalChunks {
         self.files.iter().map(|(_, s)| s).sum()
     }
 
+    async fn open(&self, index: u32) -> Result<ByteStream> {
+        let bytes = self.fetch(index).await?;
+        Ok(futures::stream::iter([Ok(bytes)]).boxed())
+    }
+
     async fn fetch(&self, index: u32) -> Result<Bytes> {
         let (path, _) = &self.files[index as usize];
         tokio::fs::read(path)
@@ -154,6 +185,23 @@ mod tests {
         assert_eq!(index_from_name(Path::new("7")), Some(7));
         assert_eq!(index_from_name(Path::new("chunk-000004.mp4")), Some(4));
         assert_eq!(index_from_name(Path::new("chunk.webm")), None);
+    }
+
+    async fn read(body: &'static [&'static [u8]], expected: &[u8]) -> Result<Bytes> {
+        let body = futures::stream::iter(body.iter().map(|p| Ok(Bytes::from_static(p)))).boxed();
+        collect(verified(body, ChunkDigest::of(expected), 3), 0).await
+    }
+
+    #[tokio::test]
+    async fn a_chunk_that_differs_from_what_was_received_ends_its_stream_with_an_error() {
+        assert_eq!(&read(&[b"ab", b"cd"], b"abcd").await.unwrap()[..], b"abcd");
+        const CHANGED: &[&[u8]] = &[b"ab", b"cx"];
+        const LONGER: &[&[u8]] = &[b"ab", b"cde"];
+        const SHORTER: &[&[u8]] = &[b"ab"];
+        for body in [CHANGED, LONGER, SHORTER] {
+            let e = read(body, b"abcd").await.unwrap_err();
+            assert_eq!(e.code(), "chunk_corrupted");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
+use tracing::debug;
 
 use crate::error::{Error, Result};
 use crate::store::{PART_SIZE, PartUpload};
@@ -127,6 +128,12 @@ impl<'a> GrowingUpload<'a> {
                     todo.push(*index);
                 }
             }
+            debug!(
+                parts = parts,
+                after_remux = todo.len(),
+                resent = todo.len() as u64 - (parts - self.next) - 1,
+                "uploading the output's last parts"
+            );
             let (upload, path) = (self.upload.as_ref(), self.path);
             futures::stream::iter(todo)
                 .map(|index| send(upload, path, index, len))

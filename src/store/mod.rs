@@ -99,9 +99,13 @@ pub async fn read_all(
     key: &ObjectKey,
     expected_len: Option<u64>,
 ) -> Result<Bytes> {
+    collect(store.get(key).await?, expected_len.unwrap_or(0)).await
+}
+
+/// All of a stream's bytes, in one buffer of at least `capacity`.
+pub async fn collect(mut stream: ByteStream, capacity: u64) -> Result<Bytes> {
     use futures::StreamExt;
-    let mut stream = store.get(key).await?;
-    let mut out = bytes::BytesMut::with_capacity(expected_len.unwrap_or(0) as usize);
+    let mut out = bytes::BytesMut::with_capacity(capacity as usize);
     while let Some(part) = stream.next().await {
         out.extend_from_slice(&part?);
     }
