@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-
 use futures::StreamExt;
 
 use crate::domain::{ChunkDigest, ChunkHasher, ChunkIndex, ChunkRecord, ObjectKey, RecordingId};
@@ -23,7 +22,8 @@ pub trait ChunkSource: Send + Sync {
 
     /// Start reading chunk `index`: its bytes as they arrive, checked against what was received
     /// where that is known. A chunk that turns out different ends its stream with
-    /// `chunk_corrupted`, so a reader must not act on the bytes before the stream has ended.
+    /// `chunk_corrupted`: the bytes are good only once the stream has ended without an error,
+    /// so whatever a reader made of them before must be thrown away on one.
     async fn open(&self, index: u32) -> Result<ByteStream>;
 
     /// Chunk `index`'s bytes, whole and checked.
