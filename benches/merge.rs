@@ -328,11 +328,12 @@ async fn main() -> anyhow::Result<()> {
     let reps: usize = std::env::var("BENCH_REPS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(3)
+        .max(1);
     let big_files = chunk_files(&big)?;
     let mut runs = Vec::new();
     let mut times = Vec::new();
-    for rep in 0..reps.max(1) {
+    for rep in 0..reps {
         let run = screenrec_merge(&vars, &big_files).await?;
         let (naive_s, naive_out) = naive(&store, &run, work.path(), ffmpeg.path()).await?;
         let floor_s = floor(&store, &run, &naive_out).await?;
@@ -370,7 +371,7 @@ async fn main() -> anyhow::Result<()> {
         "s3Server": server,
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "recording": { "bytes": run.bytes, "gib": round(gib), "chunks": run.chunks, "output": run.output },
-        "repetitions": reps.max(1),
+        "repetitions": reps,
         "runs": times,
         "a_screenrecStopToReadyS": a_s,
         "b_naivePipelineS": naive_s,

@@ -356,12 +356,16 @@ impl Recordings {
             // queued again, in case the first stop could not queue it; a job that runs twice
             // merges once. Another count is still refused.
             Err(Error::AlreadyStopped { state }) => {
-                let current = self.coord.meta(&meta.id).await?;
-                if current.as_ref().and_then(|m| m.chunk_count) != Some(count as u32) {
+                let current = self
+                    .coord
+                    .meta(&meta.id)
+                    .await?
+                    .ok_or(Error::RecordingNotFound)?;
+                if current.chunk_count != Some(count as u32) {
                     return Err(Error::AlreadyStopped { state });
                 }
-                if state != RecordingState::Stopping.as_str() {
-                    return self.status(&meta.id).await;
+                if current.state != RecordingState::Stopping {
+                    return Ok(self.view(&current).await);
                 }
             }
             Err(e) => return Err(e),
