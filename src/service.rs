@@ -483,6 +483,67 @@ pub async fn download_url(
         .await
 }
 
+/// An embedded service on a temporary directory, for unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::coord::MemoryCoordinator;
+    use crate::notify::Hub;
+    use crate::queue::MergeQueue;
+    use crate::store::{FsStore, UrlSigner};
+
+    pub(crate) struct Fixture {
+        pub dir: tempfile::TempDir,
+        pub store: Arc<dyn ObjectStore>,
+        pub coord: Arc<dyn Coordinator>,
+        pub notifier: Arc<Hub>,
+        pub recordings: Recordings,
+        pub id: RecordingId,
+        pub meta: RecordingMeta,
+    }
+
+    /// The service with `queue`, and one recording holding `chunks` small chunks.
+    pub(crate) async fn with_recording(queue: Arc<dyn MergeQueue>, chunks: u32) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(
+            FsStore::open(dir.path(), UrlSigner::new(vec![7; 32]), "http://x")
+                .await
+                .unwrap(),
+        );
+        let coord: Arc<dyn Coordinator> = Arc::new(MemoryCoordinator::new());
+        let notifier = Arc::new(Hub::new());
+        let recordings = Recordings::new(
+            store.clone(),
+            coord.clone(),
+            queue,
+            notifier.clone(),
+            Limits::default(),
+        );
+        let created = recordings.create("video/webm").await.unwrap();
+        let id = RecordingId::parse(&created.recording_id).unwrap();
+        let meta = recordings
+            .authorize(&id, Some(&created.upload_token))
+            .await
+            .unwrap();
+        for i in 0..chunks {
+            let body = Bytes::from(vec![i as u8; 10]);
+            recordings
+                .put_chunk(&meta, Some(ChunkIndex::new(i)), body)
+                .await
+                .unwrap();
+        }
+        Fixture {
+            dir,
+            store,
+            coord,
+            notifier,
+            recordings,
+            id,
+            meta,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
@@ -491,10 +552,7 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::coord::MemoryCoordinator;
-    use crate::notify::Hub;
     use crate::queue::{MergeJob, MergeQueue};
-    use crate::store::{FsStore, UrlSigner};
 
     /// A queue that refuses its first job, as an unreachable Redis or SQS would.
     #[derive(Default)]
@@ -516,33 +574,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_retried_stop_is_idempotent_and_requeues_a_job_that_was_not_queued() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = FsStore::open(dir.path(), UrlSigner::new(vec![7; 32]), "http://x")
-            .await
-            .unwrap();
         let queue = Arc::new(FlakyQueue::default());
-        let coord = Arc::new(MemoryCoordinator::new());
-        let recordings = Recordings::new(
-            Arc::new(store),
-            coord.clone(),
-            queue.clone(),
-            Arc::new(Hub::new()),
-            Limits::default(),
-        );
-        let created = recordings.create("video/webm").await.unwrap();
-        let id = RecordingId::parse(&created.recording_id).unwrap();
-        let meta = recordings
-            .authorize(&id, Some(&created.upload_token))
-            .await
-            .unwrap();
-        recordings
-            .put_chunk(
-                &meta,
-                Some(ChunkIndex::new(0)),
-                Bytes::from_static(b"chunk"),
-            )
-            .await
-            .unwrap();
+        let testing::Fixture {
+            recordings,
+            coord,
+            id,
+            meta,
+            ..
+        } = testing::with_recording(queue.clone(), 1).await;
 
         let first = recordings.stop(&meta, 1).await.unwrap_err();
         assert!(first.is_server_side(), "{first}");

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use serde_json::json;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{Instrument, debug, error, info, info_span, warn};
@@ -53,6 +53,9 @@ pub enum Outcome {
 
 /// `mergeProgress` goes out in steps of this many percent.
 const PROGRESS_STEP: u8 = 5;
+
+/// Chunk deletions in flight after a merge.
+const DELETES_IN_FLIGHT: usize = 16;
 
 pub struct Merger {
     store: Arc<dyn ObjectStore>,
@@ -94,7 +97,14 @@ impl Merger {
     pub async fn run(&self, id: &RecordingId) -> Result<Outcome> {
         let meta = self.coord.meta(id).await?.ok_or(Error::RecordingNotFound)?;
         match meta.state {
-            RecordingState::Ready | RecordingState::Failed => return Ok(Outcome::AlreadyDone),
+            RecordingState::Ready => {
+                // The worker that merged it may have died before it cleaned up.
+                if let Some(count) = meta.chunk_count {
+                    self.finish(id, count).await;
+                }
+                return Ok(Outcome::AlreadyDone);
+            }
+            RecordingState::Failed => return Ok(Outcome::AlreadyDone),
             RecordingState::Recording => {
                 return Err(Error::NotReady {
                     state: meta.state.as_str(),
@@ -317,7 +327,8 @@ impl Merger {
         Ok(output)
     }
 
-    /// After success: the durable manifest, and the chunks removed unless kept.
+    /// After success: the durable manifest, and the chunks removed unless kept. Idempotent, so
+    /// a job delivered again after its worker died here finishes the work.
     async fn finish(&self, id: &RecordingId, count: u32) {
         if let Err(e) = write_manifest(self.store.as_ref(), self.coord.as_ref(), id).await {
             warn!(recording_id = %id, error = %e, "manifest not updated");
@@ -325,11 +336,19 @@ impl Merger {
         if self.settings.keep_chunks {
             return;
         }
-        for i in 0..count {
-            let key = ObjectKey::chunk(id, ChunkIndex::new(i));
-            if let Err(e) = self.store.delete(&key).await {
-                warn!(recording_id = %id, error = %e, "chunk not deleted");
-            }
+        let store = self.store.as_ref();
+        let failed = futures::stream::iter(0..count)
+            .map(|i| async move {
+                store
+                    .delete(&ObjectKey::chunk(id, ChunkIndex::new(i)))
+                    .await
+            })
+            .buffer_unordered(DELETES_IN_FLIGHT)
+            .filter_map(|r| async move { r.err() })
+            .collect::<Vec<_>>()
+            .await;
+        if let Some(e) = failed.first() {
+            warn!(recording_id = %id, failed = failed.len(), error = %e, "chunks not deleted");
         }
     }
 }
@@ -433,6 +452,53 @@ async fn handle(merger: &Merger, queue: &RedisQueue, delivery: Delivery) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::ChannelQueue;
+    use crate::service::testing::with_recording;
+
+    #[tokio::test]
+    async fn a_job_delivered_again_after_ready_removes_the_chunks_its_worker_left() {
+        let (queue, _jobs) = ChannelQueue::new();
+        let f = with_recording(Arc::new(queue), 3).await;
+        let (store, coord, id) = (f.store.clone(), f.coord.clone(), f.id.clone());
+        f.recordings.stop(&f.meta, 3).await.unwrap();
+        // A worker merged it and died before it cleaned up.
+        for (from, to) in [
+            (RecordingState::Stopping, RecordingState::Merging),
+            (RecordingState::Merging, RecordingState::Ready),
+        ] {
+            assert!(
+                coord
+                    .transition(&id, from, to, StateUpdate::default())
+                    .await
+                    .unwrap()
+            );
+        }
+        let settings = MergeSettings {
+            ffmpeg: Ffmpeg::locate(Some(std::path::Path::new("/bin/true"))).unwrap(),
+            work_dir: f.dir.path().join("work"),
+            keep_chunks: false,
+            max_deliveries: 3,
+        };
+        let merger = Merger::new(
+            store.clone(),
+            coord,
+            f.notifier.clone(),
+            settings,
+            Duration::from_secs(60),
+        );
+        assert_eq!(merger.run(&id).await.unwrap(), Outcome::AlreadyDone);
+        for i in 0..3 {
+            let key = ObjectKey::chunk(&id, ChunkIndex::new(i));
+            assert_eq!(store.head(&key).await.unwrap(), None, "chunk {i}");
+        }
+        assert!(
+            store
+                .head(&ObjectKey::manifest(&id))
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
 
     #[tokio::test]
     async fn a_panicking_merge_becomes_an_internal_error() {

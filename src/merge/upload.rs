@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
 use tracing::debug;
 
@@ -34,22 +33,27 @@ async fn file_len(path: &Path) -> u64 {
     tokio::fs::metadata(path).await.map_or(0, |m| m.len())
 }
 
-/// CRC-32 of `len` bytes of `path` from `offset`, read in blocks.
+/// CRC-32 of `len` bytes of `path` from `offset`, read in blocks on one blocking thread.
 async fn crc_of(path: &Path, offset: u64, len: u64) -> Result<u32> {
-    let io = |e: std::io::Error| Error::Storage(format!("{}: {e}", path.display()));
-    let mut f = tokio::fs::File::open(path).await.map_err(io)?;
-    f.seek(std::io::SeekFrom::Start(offset)).await.map_err(io)?;
-    let mut f = f.take(len);
-    let mut hasher = crc32fast::Hasher::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf).await.map_err(io)?;
-        if n == 0 {
-            break;
+    use std::io::{Read, Seek};
+    let owned = path.to_owned();
+    let crc = tokio::task::spawn_blocking(move || {
+        let mut f = std::fs::File::open(&owned)?;
+        f.seek(std::io::SeekFrom::Start(offset))?;
+        let mut f = f.take(len);
+        let mut hasher = crc32fast::Hasher::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                return Ok(hasher.finalize());
+            }
+            hasher.update(&buf[..n]);
         }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher.finalize())
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("checksum task: {e}")))?;
+    crc.map_err(|e: std::io::Error| Error::Storage(format!("{}: {e}", path.display())))
 }
 
 /// Send part `index` (bytes `index * PART_SIZE ..`, at most `PART_SIZE`) of a file of `len`.
@@ -109,8 +113,8 @@ impl<'a> GrowingUpload<'a> {
         Ok(())
     }
 
-    /// The file is finished: send the parts not sent yet, the ones that changed since they were
-    /// sent, and the first; then the upload is ready to complete.
+    /// The file is finished: send the parts not sent yet and the first, and meanwhile check the
+    /// parts already sent, sending again any that changed; then the upload is ready to complete.
     pub async fn finish(self) -> Result<Box<dyn PartUpload>> {
         let result = async {
             let len = file_len(self.path).await;
@@ -120,30 +124,33 @@ impl<'a> GrowingUpload<'a> {
                     "the output shrank while uploading".into(),
                 ));
             }
-            let mut todo: Vec<u64> = (self.next..parts).collect();
-            todo.push(0);
-            for (index, crc) in &self.sent {
-                let offset = index * PART_SIZE;
-                if crc_of(self.path, offset, PART_SIZE.min(len - offset)).await? != *crc {
-                    todo.push(*index);
-                }
-            }
-            debug!(
-                parts = parts,
-                after_remux = todo.len(),
-                resent = todo.len() as u64 - (parts - self.next) - 1,
-                "uploading the output's last parts"
-            );
             let (upload, path) = (self.upload.as_ref(), self.path);
-            futures::stream::iter(todo)
+            let after_remux = parts - self.next + 1;
+            let sending = futures::stream::iter((self.next..parts).chain([0]))
                 .map(|index| send(upload, path, index, len))
                 .buffer_unordered(PARTS_IN_FLIGHT)
-                .try_collect::<Vec<_>>()
-                .await
+                .try_collect::<Vec<_>>();
+            let rechecking = async {
+                let mut resent = 0u32;
+                for (index, crc) in &self.sent {
+                    let offset = index * PART_SIZE;
+                    if crc_of(path, offset, PART_SIZE.min(len - offset)).await? != *crc {
+                        send(upload, path, *index, len).await?;
+                        resent += 1;
+                    }
+                }
+                Ok(resent)
+            };
+            let (_, resent) = tokio::try_join!(sending, rechecking)?;
+            debug!(
+                parts,
+                after_remux, resent, "the output's last parts uploaded"
+            );
+            Ok(())
         }
         .await;
         match result {
-            Ok(_) => Ok(self.upload),
+            Ok(()) => Ok(self.upload),
             Err(e) => {
                 self.upload.abort().await;
                 Err(e)
@@ -153,5 +160,75 @@ impl<'a> GrowingUpload<'a> {
 
     pub async fn abort(self) {
         self.upload.abort().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ObjectKey, RecordingId};
+    use crate::store::{FsStore, ObjectStore, UrlSigner, read_all};
+
+    /// `len` bytes that differ from part to part.
+    fn bytes(len: u64, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i / 4093) as u8 ^ (i as u8).wrapping_mul(31) ^ seed)
+            .collect()
+    }
+
+    async fn setup() -> (tempfile::TempDir, FsStore, ObjectKey) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(
+            dir.path().join("store"),
+            UrlSigner::new(vec![7; 32]),
+            "http://x",
+        )
+        .await
+        .unwrap();
+        let key = ObjectKey::output(&RecordingId::generate(), crate::domain::Container::WebM);
+        (dir, store, key)
+    }
+
+    /// Follow a file that has grown to `len`, as if the remux ended there.
+    async fn follow_to<'p>(
+        store: &FsStore,
+        key: &ObjectKey,
+        path: &'p Path,
+        len: u64,
+    ) -> GrowingUpload<'p> {
+        std::fs::write(path, bytes(len, 0)).unwrap();
+        let mut upload =
+            GrowingUpload::new(store.begin_upload(key, "video/webm").await.unwrap(), path);
+        let (_done, done_rx) = watch::channel(true);
+        upload.follow(done_rx).await.unwrap();
+        upload
+    }
+
+    #[tokio::test]
+    async fn parts_changed_after_they_were_sent_are_sent_again() {
+        let (dir, store, key) = setup().await;
+        let path = dir.path().join("out.webm");
+        let upload = follow_to(&store, &key, &path, PART_SIZE * 9 / 2).await;
+        assert_eq!(upload.sent.keys().copied().collect::<Vec<_>>(), [1, 2]);
+        // What the muxer does at the end (the header), what it must not do but is caught
+        // (a sent part rewritten), and the rest of the file.
+        let mut file = bytes(PART_SIZE * 9 / 2, 0);
+        file[10] ^= 0xff;
+        file[(PART_SIZE + 5) as usize] ^= 0xff;
+        file.extend(bytes(PART_SIZE * 2, 9));
+        std::fs::write(&path, &file).unwrap();
+        upload.finish().await.unwrap().complete().await.unwrap();
+        assert!(read_all(&store, &key, None).await.unwrap() == file);
+    }
+
+    #[tokio::test]
+    async fn an_output_that_shrank_below_a_sent_part_is_refused() {
+        let (dir, store, key) = setup().await;
+        let path = dir.path().join("out.webm");
+        let upload = follow_to(&store, &key, &path, PART_SIZE * 4).await;
+        std::fs::write(&path, bytes(PART_SIZE * 2, 0)).unwrap();
+        let e = upload.finish().await.err().expect("refused");
+        assert_eq!(e.code(), "output_invalid");
+        assert!(store.head(&key).await.unwrap().is_none());
     }
 }
