@@ -212,15 +212,6 @@ impl ObjectStore for FsStore {
         }
     }
 
-    async fn put_file(&self, key: &ObjectKey, path: &Path, _content_type: &str) -> Result<u64> {
-        let tmp = self.temp_path();
-        let size = tokio::fs::copy(path, &tmp)
-            .await
-            .map_err(|e| io_err("copying", path, e))?;
-        self.publish(&tmp, key).await?;
-        Ok(size)
-    }
-
     async fn begin_upload(
         &self,
         key: &ObjectKey,

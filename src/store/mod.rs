@@ -70,9 +70,6 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Remove an object; removing a missing one succeeds.
     async fn delete(&self, key: &ObjectKey) -> Result<()>;
 
-    /// Upload a local file (the merged output), in parallel parts where the store allows.
-    async fn put_file(&self, key: &ObjectKey, path: &Path, content_type: &str) -> Result<u64>;
-
     /// Start a multipart upload to `key`.
     async fn begin_upload(
         &self,

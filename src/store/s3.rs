@@ -12,13 +12,11 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::{ByteStream as SdkStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
-use super::{ByteStream, ObjectInfo, ObjectStore, PART_SIZE, PartUpload, Presign, PresignedUrl};
+use super::{ByteStream, ObjectInfo, ObjectStore, PartUpload, Presign, PresignedUrl};
 use crate::domain::ObjectKey;
 use crate::error::{Error, Result};
-
-pub const PARTS_IN_FLIGHT: usize = 4;
 
 #[derive(Clone, Debug, Default)]
 pub struct S3Settings {
@@ -219,47 +217,6 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| s3_err("DeleteObject", e))?;
         Ok(())
-    }
-
-    async fn put_file(&self, key: &ObjectKey, path: &Path, content_type: &str) -> Result<u64> {
-        let size = tokio::fs::metadata(path)
-            .await
-            .map_err(|e| Error::Storage(format!("reading {}: {e}", path.display())))?
-            .len();
-        if size <= PART_SIZE {
-            let body = SdkStream::from_path(path)
-                .await
-                .map_err(|e| Error::Storage(format!("reading {}: {e}", path.display())))?;
-            self.client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(key.as_str())
-                .content_type(content_type)
-                .content_length(size as i64)
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| s3_err("PutObject", e))?;
-        } else {
-            let upload = self.begin_upload(key, content_type).await?;
-            let parts = size.div_ceil(PART_SIZE);
-            let sent = futures::stream::iter(0..parts)
-                .map(|n| {
-                    let offset = n * PART_SIZE;
-                    upload.part(n as u32 + 1, path, offset, PART_SIZE.min(size - offset))
-                })
-                .buffer_unordered(PARTS_IN_FLIGHT)
-                .try_collect::<Vec<()>>()
-                .await;
-            match sent {
-                Ok(_) => upload.complete().await?,
-                Err(e) => {
-                    upload.abort().await;
-                    return Err(e);
-                }
-            }
-        }
-        Ok(size)
     }
 
     async fn begin_upload(
