@@ -300,6 +300,12 @@ impl Merger {
         );
         let info = match (info, upload) {
             (Ok(info), Ok(upload)) => {
+                // Every part is sent and checked: the files go now, so that the merge does not
+                // hold the output's disk space and page cache while the store assembles it.
+                match tokio::task::spawn_blocking(move || work.close()).await {
+                    Ok(Ok(())) => {}
+                    outcome => warn!(recording_id = %id, ?outcome, "merge work dir not removed"),
+                }
                 let completing = std::time::Instant::now();
                 upload.complete().await?;
                 debug!(
