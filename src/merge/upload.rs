@@ -17,7 +17,12 @@ use tracing::debug;
 use crate::error::{Error, Result};
 use crate::store::{PART_SIZE, PartUpload};
 
-const PARTS_IN_FLIGHT: usize = 4;
+/// Parts in flight while ffmpeg runs. Few: the chunk downloads that feed ffmpeg are the critical
+/// path, and the storage serves them sooner when the upload does not compete; parts that fall
+/// behind go after the remux (docs/architecture.md has the measurements).
+const PARTS_DURING_REMUX: usize = 2;
+/// Parts in flight once the file is finished, when nothing else waits on the storage.
+const PARTS_AFTER_REMUX: usize = 4;
 const POLL: Duration = Duration::from_millis(50);
 
 pub struct GrowingUpload<'a> {
@@ -87,7 +92,7 @@ impl<'a> GrowingUpload<'a> {
         loop {
             let finished = *done.borrow();
             let len = file_len(path).await;
-            while (next + 2) * PART_SIZE <= len && in_flight.len() < PARTS_IN_FLIGHT {
+            while (next + 2) * PART_SIZE <= len && in_flight.len() < PARTS_DURING_REMUX {
                 in_flight.push(send(upload, path, next, len));
                 next += 1;
             }
@@ -128,7 +133,7 @@ impl<'a> GrowingUpload<'a> {
             let after_remux = parts - self.next + 1;
             let sending = futures::stream::iter((self.next..parts).chain([0]))
                 .map(|index| send(upload, path, index, len))
-                .buffer_unordered(PARTS_IN_FLIGHT)
+                .buffer_unordered(PARTS_AFTER_REMUX)
                 .try_collect::<Vec<_>>();
             let rechecking = async {
                 let mut resent = 0u32;
