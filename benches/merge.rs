@@ -256,7 +256,8 @@ async fn naive(
     Ok((round(seconds), out))
 }
 
-/// A file uploaded as a user would: a multipart upload, four parts in flight (as the merge has).
+/// A file uploaded as a user would: a multipart upload, four parts in flight (as the merge has
+/// once its remux is over).
 struct Uploaded {
     key: ObjectKey,
     complete_s: f64,

@@ -502,14 +502,17 @@ pub(crate) mod testing {
         pub meta: RecordingMeta,
     }
 
+    /// A filesystem store under `root`.
+    pub(crate) async fn fs_store(root: &std::path::Path) -> FsStore {
+        FsStore::open(root, UrlSigner::new(vec![7; 32]), "http://x")
+            .await
+            .unwrap()
+    }
+
     /// The service with `queue`, and one recording holding `chunks` small chunks.
     pub(crate) async fn with_recording(queue: Arc<dyn MergeQueue>, chunks: u32) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn ObjectStore> = Arc::new(
-            FsStore::open(dir.path(), UrlSigner::new(vec![7; 32]), "http://x")
-                .await
-                .unwrap(),
-        );
+        let store: Arc<dyn ObjectStore> = Arc::new(fs_store(dir.path()).await);
         let coord: Arc<dyn Coordinator> = Arc::new(MemoryCoordinator::new());
         let notifier = Arc::new(Hub::new());
         let recordings = Recordings::new(

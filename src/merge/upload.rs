@@ -172,7 +172,8 @@ impl<'a> GrowingUpload<'a> {
 mod tests {
     use super::*;
     use crate::domain::{ObjectKey, RecordingId};
-    use crate::store::{FsStore, ObjectStore, UrlSigner, read_all};
+    use crate::service::testing::fs_store;
+    use crate::store::{FsStore, ObjectStore, read_all};
 
     /// `len` bytes that differ from part to part.
     fn bytes(len: u64, seed: u8) -> Vec<u8> {
@@ -183,13 +184,7 @@ mod tests {
 
     async fn setup() -> (tempfile::TempDir, FsStore, ObjectKey) {
         let dir = tempfile::tempdir().unwrap();
-        let store = FsStore::open(
-            dir.path().join("store"),
-            UrlSigner::new(vec![7; 32]),
-            "http://x",
-        )
-        .await
-        .unwrap();
+        let store = fs_store(&dir.path().join("store")).await;
         let key = ObjectKey::output(&RecordingId::generate(), crate::domain::Container::WebM);
         (dir, store, key)
     }
