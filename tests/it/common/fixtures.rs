@@ -1,4 +1,5 @@
-//! The real MediaRecorder recordings in `../shared/fixtures/mediarecorder`.
+//! The real MediaRecorder recordings in `tests/fixtures/mediarecorder`, byte for byte as the
+//! browser delivered them (each checked against its manifest's SHA-256 when loaded).
 
 use std::path::PathBuf;
 
@@ -9,7 +10,7 @@ pub fn root() -> PathBuf {
     std::env::var_os("SCREENREC_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mediarecorder")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mediarecorder")
         })
 }
 
