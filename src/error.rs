@@ -82,6 +82,8 @@ pub enum Error {
     ChunkCorrupted { index: u32 },
     #[error("ffmpeg failed: {0}")]
     FfmpegFailed(String),
+    #[error("frames would be lost{}: {detail}", at_chunk(*.chunk))]
+    FramesLost { chunk: Option<u32>, detail: String },
     #[error("merged output is not valid: {0}")]
     OutputInvalid(String),
     #[error("merged output has timestamps out of order: {0}")]
@@ -145,6 +147,7 @@ impl Error {
             MixedChunkLayout(_) => "mixed_chunk_layout",
             ChunkCorrupted { .. } => "chunk_corrupted",
             FfmpegFailed(_) => "ffmpeg_failed",
+            FramesLost { .. } => "frames_lost",
             OutputInvalid(_) => "output_invalid",
             TimestampsOutOfOrder(_) => "timestamps_out_of_order",
             TimestampGap(_) => "timestamp_gap",
@@ -185,6 +188,7 @@ impl Error {
             | MixedChunkLayout(_)
             | ChunkCorrupted { .. }
             | FfmpegFailed(_)
+            | FramesLost { .. }
             | OutputInvalid(_)
             | TimestampsOutOfOrder(_)
             | TimestampGap(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -224,6 +228,9 @@ impl Error {
             | Error::ChunkCorrupted { index } => {
                 body["index"] = json!(index);
             }
+            Error::FramesLost {
+                chunk: Some(index), ..
+            } => body["index"] = json!(index),
             _ => {}
         }
         body
@@ -241,6 +248,10 @@ impl Error {
             Error::Storage(_) | Error::Coordination(_) | Error::Internal(_)
         )
     }
+}
+
+fn at_chunk(chunk: Option<u32>) -> String {
+    chunk.map(|c| format!(" at chunk {c}")).unwrap_or_default()
 }
 
 impl From<redis::RedisError> for Error {

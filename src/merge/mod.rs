@@ -6,6 +6,7 @@
 //! worker pool.
 
 pub mod ffmpeg;
+pub mod frames;
 pub mod plan;
 pub mod source;
 mod upload;

@@ -135,6 +135,9 @@ pub struct StreamReport {
     pub packets: u64,
     pub first_dts: Option<i64>,
     pub last_dts: Option<i64>,
+    /// The earliest and latest presentation times.
+    pub min_pts: Option<i64>,
+    pub max_pts: Option<i64>,
     pub max_gap: i64,
     pub backwards: u64,
 }
@@ -153,6 +156,19 @@ impl StreamReport {
             (Some(a), Some(b)) => self.seconds(b - a),
             _ => 0.0,
         }
+    }
+
+    /// From the earliest presentation time to the latest.
+    pub fn pts_span_seconds(&self) -> f64 {
+        match (self.min_pts, self.max_pts) {
+            (Some(a), Some(b)) => self.seconds(b - a),
+            _ => 0.0,
+        }
+    }
+
+    /// A presentation time in seconds after the stream's earliest.
+    pub fn pts_offset_seconds(&self, pts: i64) -> f64 {
+        self.seconds(pts - self.min_pts.unwrap_or(pts))
     }
 }
 
@@ -211,8 +227,13 @@ impl FramecrcReport {
         ) else {
             return;
         };
+        let pts = fields.next().and_then(|f| f.parse::<i64>().ok());
         let s = self.stream(idx);
         s.packets += 1;
+        if let Some(pts) = pts.filter(|p| *p != i64::MIN) {
+            s.min_pts = Some(s.min_pts.map_or(pts, |m| m.min(pts)));
+            s.max_pts = Some(s.max_pts.map_or(pts, |m| m.max(pts)));
+        }
         if let Some(last) = s.last_dts {
             if dts < last {
                 s.backwards += 1;
