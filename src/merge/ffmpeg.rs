@@ -16,6 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 use tokio::process::{ChildStdin, Command};
 use tracing::debug;
 
+use super::frames::{Accounting, Inventory};
 use super::plan::{Format, FramecrcReport, Layout, output_container, parse_duration};
 use super::source::ChunkSource;
 use crate::domain::Container;
@@ -181,10 +182,59 @@ pub async fn prepare(source: &dyn ChunkSource) -> Result<Prepared> {
     })
 }
 
-/// Merge a recording's chunks into one seekable file at `out`, never re-encoding.
-/// `progress` receives whole percents as the output grows. Returns the listing of every packet
-/// written (a second, `framecrc` output of the same ffmpeg run), from which [`describe`] checks
-/// the output without reading it back.
+/// What a remux took in and wrote: the frames counted in the input as it streamed to ffmpeg,
+/// and the listing of every packet written (a second, `framecrc` output of the same ffmpeg
+/// run), from which [`describe`] checks the output without reading it back.
+pub struct Remuxed {
+    pub inventory: Inventory,
+    pub packets: FramecrcReport,
+    listing: PathBuf,
+}
+
+impl Remuxed {
+    /// The presentation times of `stream`'s packets, sorted, in seconds from its first: read
+    /// again from the listing, to tell where an output that lacks frames parted from its input.
+    async fn times(&self, stream: usize) -> Result<Vec<f64>> {
+        let text = tokio::fs::read_to_string(&self.listing)
+            .await
+            .map_err(|e| Error::FfmpegFailed(format!("reading the packet listing: {e}")))?;
+        let report = &self.packets.streams[stream];
+        let mut times: Vec<f64> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let mut f = l.split(',').map(str::trim);
+                let index = f.next()?.parse::<usize>().ok()?;
+                let pts = f.nth(1)?.parse::<i64>().ok()?;
+                (index == stream).then(|| report.pts_offset_seconds(pts))
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        Ok(times)
+    }
+
+    /// The output holds every frame of the input: `frames_lost` naming the chunk otherwise.
+    async fn check(&self) -> Result<()> {
+        let Err(mismatch) = self.inventory.check(&self.packets) else {
+            return Ok(());
+        };
+        let chunk = match mismatch.stream {
+            Some(stream) => self
+                .times(stream)
+                .await
+                .ok()
+                .and_then(|times| self.inventory.parted_at(stream, &times)),
+            None => None,
+        };
+        Err(Error::FramesLost {
+            chunk,
+            detail: mismatch.why,
+        })
+    }
+}
+
+/// Merge a recording's chunks into one seekable file at `out`, never re-encoding, counting the
+/// frames that go in. `progress` receives whole percents as the output grows.
 pub async fn remux(
     ffmpeg: &Ffmpeg,
     source: &dyn ChunkSource,
@@ -192,7 +242,7 @@ pub async fn remux(
     work: &Path,
     out: &Path,
     progress: &(dyn Fn(u8) + Send + Sync),
-) -> Result<FramecrcReport> {
+) -> Result<Remuxed> {
     let Prepared {
         format,
         layout,
@@ -204,15 +254,17 @@ pub async fn remux(
     cmd.args(["-loglevel", "warning", "-progress", "pipe:1", "-nostats"]);
     let total = source.total_bytes();
     let listing = work.join("packets.framecrc");
-    match layout {
+    let inventory = match layout {
         Layout::Timeslice => {
             // Byte concatenation into one remux: the chunks are one byte stream.
             cmd.args(["-f", format.demuxer(), "-i", "pipe:0"]);
             output_args(&mut cmd, container, out, &listing);
             let feed = move |mut stdin: ChildStdin| async move {
+                let mut accounting = Accounting::new(format);
                 let first = head.len() as u32;
-                for bytes in head {
-                    stdin.write_all(&bytes).await.map_err(pipe_err)?;
+                for (i, bytes) in head.iter().enumerate() {
+                    accounting.feed(i as u32, bytes)?;
+                    stdin.write_all(bytes).await.map_err(pipe_err)?;
                 }
                 let mut rest = futures::stream::iter(first..count)
                     .map(|i| async move {
@@ -226,16 +278,25 @@ pub async fn remux(
                     let Some(next) = rest.next().await else { break };
                     waits.storage += t.elapsed();
                     let (i, body) = next?;
-                    copy_chunk(body, layout, format, i, &mut stdin, pipe_err, &mut waits).await?;
+                    let to = &mut stdin;
+                    let chunk = Copy {
+                        layout,
+                        format,
+                        index: i,
+                    };
+                    chunk
+                        .run(body, to, pipe_err, &mut accounting, &mut waits)
+                        .await?;
                 }
                 debug!(
                     storage_wait_s = waits.storage.as_secs_f64(),
                     ffmpeg_wait_s = waits.output.as_secs_f64(),
                     "chunks fed to ffmpeg"
                 );
-                stdin.shutdown().await.map_err(pipe_err)
+                stdin.shutdown().await.map_err(pipe_err)?;
+                Ok(accounting.finish()?.0)
             };
-            run(cmd, total, progress, Some(feed)).await
+            run(cmd, total, progress, Some(feed)).await?
         }
         Layout::Restart => {
             // Every chunk is a complete file with timestamps from 0: the concat demuxer.
@@ -245,6 +306,7 @@ pub async fn remux(
             let head = &head;
             let mut files = futures::stream::iter(0..count)
                 .map(|i| async move {
+                    let mut accounting = Accounting::new(format);
                     let body = match head.get(i as usize) {
                         Some(b) => futures::stream::iter([Ok(b.clone())]).boxed(),
                         None => source.open(i).await?,
@@ -253,22 +315,34 @@ pub async fn remux(
                     let file_err =
                         |e: std::io::Error| Error::Storage(format!("{}: {e}", path.display()));
                     let mut file = tokio::fs::File::create(&path).await.map_err(file_err)?;
-                    copy_chunk(
-                        body,
+                    let chunk = Copy {
                         layout,
                         format,
-                        i,
-                        &mut file,
-                        file_err,
-                        &mut Waits::default(),
-                    )
-                    .await?;
+                        index: i,
+                    };
+                    let waits = &mut Waits::default();
+                    chunk
+                        .run(body, &mut file, file_err, &mut accounting, waits)
+                        .await?;
                     file.flush().await.map_err(file_err)?;
-                    Ok::<_, Error>(path)
+                    Ok::<_, Error>((path, accounting.finish()?))
                 })
                 .buffered(PREFETCH);
-            while let Some(path) = files.next().await {
-                list.push_str(&format!("file '{}'\n", path?.display()));
+            // The concat demuxer puts each file after the one before, by its duration.
+            let mut inventory = Inventory::default();
+            let mut offset_s = 0.0;
+            while let Some(file) = files.next().await {
+                let (path, (counted, duration_s)) = file?;
+                list.push_str(&format!("file '{}'\n", path.display()));
+                let end = duration_s.or_else(|| {
+                    counted
+                        .tracks
+                        .iter()
+                        .filter_map(|t| t.last_s)
+                        .reduce(f64::max)
+                });
+                inventory.append(counted, offset_s);
+                offset_s += end.unwrap_or(0.0);
             }
             tokio::fs::write(&list_path, list)
                 .await
@@ -282,9 +356,10 @@ pub async fn remux(
                 progress,
                 None::<fn(ChildStdin) -> std::future::Ready<Result<()>>>,
             )
-            .await
+            .await?;
+            inventory
         }
-    }?;
+    };
     let file = tokio::fs::File::open(&listing)
         .await
         .map_err(|e| Error::FfmpegFailed(format!("no packet listing: {e}")))?;
@@ -297,7 +372,11 @@ pub async fn remux(
     {
         report.feed(&line);
     }
-    Ok(report)
+    Ok(Remuxed {
+        inventory,
+        packets: report,
+        listing,
+    })
 }
 
 /// Prepare, remux and inspect: the whole merge into a file in `work` (the CLI's path; the
@@ -311,8 +390,8 @@ pub async fn merge(
     let prepared = prepare(source).await?;
     let (container, layout) = (prepared.container, prepared.layout);
     let out = output_path(work, container);
-    let packets = remux(ffmpeg, source, prepared, work, &out, progress).await?;
-    let info = describe(ffmpeg, &out, container, layout, &packets).await?;
+    let remuxed = remux(ffmpeg, source, prepared, work, &out, progress).await?;
+    let info = describe(ffmpeg, &out, container, layout, &remuxed).await?;
     progress(100);
     Ok(Merged {
         path: out,
@@ -360,40 +439,55 @@ async fn read_ahead(body: ByteStream, limit: usize) -> Result<ByteStream> {
     Ok(futures::stream::iter(pieces).chain(body).boxed())
 }
 
-/// Copy one chunk to `to` as its bytes arrive, once its first bytes fit the layout.
-async fn copy_chunk<W: AsyncWrite + Unpin>(
-    mut body: ByteStream,
+/// One chunk to copy, and what it must be.
+struct Copy {
     layout: Layout,
     format: Format,
     index: u32,
-    to: &mut W,
-    io_err: impl Fn(std::io::Error) -> Error,
-    waits: &mut Waits,
-) -> Result<()> {
-    let mut prefix = Some(BytesMut::new());
-    loop {
-        let t = Instant::now();
-        let piece = body.next().await;
-        waits.storage += t.elapsed();
-        let piece = match (piece, prefix.as_mut()) {
-            (Some(piece), None) => piece?,
-            (Some(piece), Some(start)) => {
-                start.extend_from_slice(&piece?);
-                if start.len() < PROBE_BYTES {
-                    continue;
+}
+
+impl Copy {
+    /// Copy the chunk to `to` as its bytes arrive, once its first bytes fit the layout,
+    /// counting its frames on the way.
+    async fn run<W: AsyncWrite + Unpin>(
+        &self,
+        mut body: ByteStream,
+        to: &mut W,
+        io_err: impl Fn(std::io::Error) -> Error,
+        accounting: &mut Accounting,
+        waits: &mut Waits,
+    ) -> Result<()> {
+        let Copy {
+            layout,
+            format,
+            index,
+        } = *self;
+        let mut prefix = Some(BytesMut::new());
+        loop {
+            let t = Instant::now();
+            let piece = body.next().await;
+            waits.storage += t.elapsed();
+            let piece = match (piece, prefix.as_mut()) {
+                (Some(piece), None) => piece?,
+                (Some(piece), Some(start)) => {
+                    start.extend_from_slice(&piece?);
+                    if start.len() < PROBE_BYTES {
+                        continue;
+                    }
+                    layout.check_chunk(format, index, start)?;
+                    prefix.take().expect("a prefix").freeze()
                 }
-                layout.check_chunk(format, index, start)?;
-                prefix.take().expect("a prefix").freeze()
-            }
-            (None, None) => return Ok(()),
-            (None, Some(start)) => {
-                layout.check_chunk(format, index, start)?;
-                prefix.take().expect("a prefix").freeze()
-            }
-        };
-        let t = Instant::now();
-        to.write_all(&piece).await.map_err(&io_err)?;
-        waits.output += t.elapsed();
+                (None, None) => return Ok(()),
+                (None, Some(start)) => {
+                    layout.check_chunk(format, index, start)?;
+                    prefix.take().expect("a prefix").freeze()
+                }
+            };
+            accounting.feed(index, &piece)?;
+            let t = Instant::now();
+            to.write_all(&piece).await.map_err(&io_err)?;
+            waits.output += t.elapsed();
+        }
     }
 }
 
@@ -436,16 +530,17 @@ async fn read_stderr(r: impl AsyncRead + Unpin, keep: usize) -> Stderr {
 }
 
 /// Run a remux: feed stdin (if any), turn `-progress` output into percents, and fail with
-/// ffmpeg's own words when it fails.
-async fn run<F, Fut>(
+/// ffmpeg's own words when it fails. Returns what the feed returned (`T::default()` without
+/// one).
+async fn run<F, Fut, T: Default>(
     mut cmd: Command,
     total_in: u64,
     progress: &(dyn Fn(u8) + Send + Sync),
     feed: Option<F>,
-) -> Result<()>
+) -> Result<T>
 where
     F: FnOnce(ChildStdin) -> Fut,
-    Fut: Future<Output = Result<()>>,
+    Fut: Future<Output = Result<T>>,
 {
     if feed.is_some() {
         cmd.stdin(Stdio::piped());
@@ -457,7 +552,7 @@ where
     let feeding = async {
         match (feed, stdin) {
             (Some(f), Some(stdin)) => f(stdin).await,
-            _ => Ok(()),
+            _ => Ok(T::default()),
         }
     };
     let reporting = async {
@@ -484,26 +579,35 @@ where
         child.wait()
     );
     let status = status.map_err(|e| Error::FfmpegFailed(format!("waiting for ffmpeg: {e}")))?;
+    // What went wrong with the input explains a failed remux better than ffmpeg can, except a
+    // write that failed because ffmpeg had already quit.
+    let fed = match fed {
+        Err(e) if !matches!(e, Error::FfmpegFailed(_)) => return Err(e),
+        fed => fed,
+    };
     if !status.success() {
         return Err(Error::FfmpegFailed(format!("{status}: {}", errors.tail)));
     }
-    fed?;
+    let fed = fed?;
     match errors.backwards {
         Some(line) => Err(Error::TimestampsOutOfOrder(line)),
-        None => Ok(()),
+        None => Ok(fed),
     }
 }
 
 /// Check and describe the output: from the remux's packet listing, codecs, dimensions, packet
-/// counts and timestamps (refusing a recording that is not whole); from the file's header,
-/// read back by ffmpeg, the container's duration (which only a seekable output has).
+/// counts and timestamps (refusing a recording that is not whole: every frame that went in
+/// must have come out); from the file's header, read back by ffmpeg, the container's duration
+/// (which only a seekable output has).
 pub async fn describe(
     ffmpeg: &Ffmpeg,
     out: &Path,
     container: Container,
     layout: Layout,
-    report: &FramecrcReport,
+    remuxed: &Remuxed,
 ) -> Result<OutputInfo> {
+    remuxed.check().await?;
+    let report = &remuxed.packets;
     report.check()?;
     let mut cmd = ffmpeg.command();
     cmd.arg("-i")

@@ -286,8 +286,8 @@ impl Merger {
             },
             publishing
         );
-        let packets = match (remuxed, followed) {
-            (Ok(packets), Ok(())) => packets,
+        let remuxed = match (remuxed, followed) {
+            (Ok(remuxed), Ok(())) => remuxed,
             (Err(e), _) | (_, Err(e)) => {
                 upload.abort().await;
                 return Err(e);
@@ -296,7 +296,7 @@ impl Merger {
         let remuxed_s = started.elapsed().as_secs_f64();
         // Check while the last parts go up; complete only if the output is whole.
         let (info, upload) = tokio::join!(
-            ffmpeg::describe(ffmpeg, &out, container, layout, &packets),
+            ffmpeg::describe(ffmpeg, &out, container, layout, &remuxed),
             upload.finish()
         );
         let info = match (info, upload) {

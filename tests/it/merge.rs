@@ -151,12 +151,12 @@ fn cli_refuses_damaged_sequences_naming_the_problem() {
         (
             "swapped",
             write_chunks(&dir.path().join("swapped"), &swapped, "webm"),
-            "timestamps_out_of_order",
+            "frames_lost",
         ),
         (
             "duplicated",
             write_chunks(&dir.path().join("duplicated"), &duplicated, "webm"),
-            "timestamps_out_of_order",
+            "frames_lost",
         ),
         (
             "headless",
@@ -190,6 +190,113 @@ fn cli_refuses_damaged_sequences_naming_the_problem() {
         &write_chunks(&dir.path().join("mixed"), &mixed, "webm"),
     );
     assert!(!ok && stderr.contains("mixed_chunk_layout"), "{stderr}");
+}
+
+/// 64 bytes of fixed pseudo-random garbage.
+fn garbage() -> Vec<u8> {
+    (0u32..64)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
+/// The damaged versions of a recording the fidelity proof asks for: every middle chunk cut to
+/// half, every adjacent pair of middle chunks swapped (timeslice recordings only: restart-style
+/// chunks are whole files in any order), and a middle chunk without its last byte or with 64
+/// bytes of garbage appended.
+fn damaged(fixture: &Recording) -> Vec<(String, Vec<Vec<u8>>)> {
+    let whole = &fixture.chunks;
+    let n = whole.len();
+    let mut out = Vec::new();
+    for i in 1..n.saturating_sub(1) {
+        let mut c = whole.clone();
+        let half = c[i].len() / 2;
+        c[i].truncate(half);
+        out.push((format!("chunk {i} cut to half"), c));
+    }
+    if !fixture.name.contains("restart") {
+        for i in 1..n.saturating_sub(2) {
+            let mut c = whole.clone();
+            c.swap(i, i + 1);
+            out.push((format!("chunks {i} and {} swapped", i + 1), c));
+        }
+    }
+    let mid = n / 2;
+    let mut c = whole.clone();
+    c[mid].pop();
+    out.push((format!("chunk {mid} without its last byte"), c));
+    let mut c = whole.clone();
+    c[mid].extend_from_slice(&garbage());
+    out.push((format!("chunk {mid} with 64 bytes of garbage"), c));
+    out
+}
+
+/// The frames of each kind in a merge report.
+fn frames(report: &Value) -> (u64, u64) {
+    (
+        report["videoFrames"].as_u64().unwrap_or(0),
+        report["audioFrames"].as_u64().unwrap_or(0),
+    )
+}
+
+/// Every damaged sequence through the CLI: refused with a code, or merged with every frame of
+/// the whole recording. Never a short success.
+#[test]
+fn cli_never_merges_a_damaged_recording_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut tried, mut refused, mut whole_again) = (0, 0, 0);
+    let mut codes = std::collections::BTreeMap::<String, u32>::new();
+    for fixture in Recording::all() {
+        let ext = ext(&fixture);
+        let indexed = |chunks: &[Vec<u8>]| -> Vec<(u32, Vec<u8>)> {
+            chunks
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (i as u32, c.clone()))
+                .collect()
+        };
+        let run = |label: &str, chunks: &[Vec<u8>]| {
+            let at = dir
+                .path()
+                .join(format!("{}-{}", fixture.name, label.replace(' ', "-")));
+            let owned = indexed(chunks);
+            let refs: Vec<(u32, &Vec<u8>)> = owned.iter().map(|(i, c)| (*i, c)).collect();
+            cli(&at.join("out"), &write_chunks(&at, &refs, ext))
+        };
+        let (ok, report, stderr) = run("whole", &fixture.chunks);
+        assert!(ok, "{}: {stderr}", fixture.name);
+        let expected = frames(&report);
+        for (what, chunks) in damaged(&fixture) {
+            tried += 1;
+            let label = format!("{}: {what}", fixture.name);
+            let (ok, report, stderr) = run(&what, &chunks);
+            if ok {
+                assert_eq!(frames(&report), expected, "{label} merged short: {report}");
+                whole_again += 1;
+                continue;
+            }
+            let code = stderr
+                .trim_start_matches("error: ")
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            assert!(
+                [
+                    "frames_lost",
+                    "timestamps_out_of_order",
+                    "mixed_chunk_layout"
+                ]
+                .contains(&code.as_str()),
+                "{label}: refused without a damage code: {stderr}"
+            );
+            refused += 1;
+            *codes.entry(code).or_default() += 1;
+        }
+    }
+    assert_eq!(tried, refused + whole_again);
+    eprintln!(
+        "damaged sequences: {tried} tried, {refused} refused {codes:?}, {whole_again} merged whole, 0 merged short"
+    );
 }
 
 async fn wait_for_terminal(client: &Client, rec: &Rec) -> Value {
@@ -315,18 +422,45 @@ async fn every_fixture_becomes_a_downloadable_seekable_video_on_every_backend() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_recordings_fail_with_a_code_and_never_become_ready() {
     let f = Recording::load("vp8-opus-ts1000");
+    let (vp8, vp9) = (
+        Recording::load("vp8-opus-ts1000"),
+        Recording::load("vp9-ts1000"),
+    );
+    let h264 = Recording::load("h264-mkv-ts500");
+    let mp4 = Recording::load("mp4-avc1-kf1000-ts1000");
     for backend in backends() {
         let app = spawn_app_with(&backend, &[]).await;
         let client = app.client();
-        let mut cases: Vec<(&str, Vec<Vec<u8>>, &str)> = Vec::new();
+        let mut cases: Vec<(&str, &Recording, Vec<Vec<u8>>, &str)> = Vec::new();
         let mut swapped = f.chunks.clone();
         swapped.swap(4, 5);
-        cases.push(("swapped", swapped, "timestamps_out_of_order"));
-        cases.push(("headless", f.chunks[1..].to_vec(), "missing_header"));
+        cases.push(("swapped", &f, swapped, "frames_lost"));
+        cases.push(("headless", &f, f.chunks[1..].to_vec(), "missing_header"));
         let mut mixed = f.chunks.clone();
         mixed[2] = Recording::load("vp8-restart2000").chunks[0].clone();
-        cases.push(("mixed", mixed, "mixed_chunk_layout"));
-        for (name, chunks, code) in cases {
+        cases.push(("mixed", &f, mixed, "mixed_chunk_layout"));
+        // A sample of the damage the CLI test tries in full, one of each kind.
+        let damage: Vec<(&str, &Recording)> = vec![
+            ("cut to half", &h264),
+            ("swapped", &vp9),
+            ("without its last byte", &mp4),
+            ("64 bytes of garbage", &vp8),
+        ];
+        let samples: Vec<(String, Vec<Vec<u8>>, &Recording)> = damage
+            .iter()
+            .flat_map(|(kind, fixture)| {
+                damaged(fixture)
+                    .into_iter()
+                    .filter(move |(what, _)| what.contains(kind))
+                    .take(1)
+                    .map(move |(what, chunks)| (what, chunks, *fixture))
+            })
+            .collect();
+        assert_eq!(samples.len(), damage.len());
+        for (what, chunks, fixture) in &samples {
+            cases.push((what, fixture, chunks.clone(), "frames_lost"));
+        }
+        for (name, f, chunks, code) in cases {
             let rec = client.create(&f.mime_type).await;
             upload(&client, &rec, &chunks, Route::Server, Plan::default()).await;
             client.stop(0, &rec, chunks.len() as u32).await.expect(202);
