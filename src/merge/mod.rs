@@ -8,6 +8,7 @@
 pub mod ffmpeg;
 pub mod frames;
 pub mod plan;
+pub mod salvage;
 pub mod source;
 mod upload;
 

@@ -218,7 +218,7 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    fn for_tracks(tracks: &[Track]) -> Self {
+    pub fn for_tracks(tracks: &[Track]) -> Self {
         Self {
             tracks: tracks
                 .iter()
@@ -423,4 +423,4 @@ pub fn frames_lost(chunks: &ChunkMap, damage: &Damage) -> Error {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
