@@ -240,6 +240,14 @@ impl Error {
         self.status().is_server_error()
     }
 
+    /// A chunk that cannot be used as it is stored: missing, or changed since it was received.
+    pub fn is_unusable_chunk(&self) -> bool {
+        matches!(
+            self,
+            Error::MissingChunks { .. } | Error::ChunkCorrupted { .. }
+        )
+    }
+
     /// Whether a merge that failed with this error may succeed if tried again (the
     /// infrastructure failed), as opposed to a problem with the recording itself.
     pub fn is_transient(&self) -> bool {

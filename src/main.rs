@@ -15,10 +15,12 @@ USAGE:
         environment (see .env.example). With no configuration: local directory storage
         in ./data and in-process coordination on 127.0.0.1:8080.
 
-    screenrec merge --out-dir DIR CHUNK_FILE...
+    screenrec merge [--salvage] --out-dir DIR CHUNK_FILE...
         Merge local chunk files with the service's engine. A file's index is the last
         number in its name (chunk-000006.webm is 6). Prints one JSON object describing
-        the output; exits 1 naming the problem when the chunks cannot be merged.
+        the output; exits 1 naming the problem when the chunks cannot be merged whole.
+        With --salvage, merges what can be merged of damaged or missing chunks and
+        lists what it left out (its lost field).
 
     screenrec help
         Show this text
@@ -65,11 +67,13 @@ async fn serve() -> anyhow::Result<()> {
 
 async fn merge_files(args: &[String]) -> anyhow::Result<()> {
     let mut out_dir = None;
+    let mut salvage = false;
     let mut files = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--out-dir" => out_dir = it.next().map(PathBuf::from),
+            "--salvage" => salvage = true,
             flag if flag.starts_with("--") => anyhow::bail!("unknown option {flag}\n\n{USAGE}"),
             file => files.push(PathBuf::from(file)),
         }
@@ -81,13 +85,13 @@ async fn merge_files(args: &[String]) -> anyhow::Result<()> {
             .map(PathBuf::from)
             .as_deref(),
     )?;
-    let source = LocalChunks::from_paths(&files).map_err(code_context)?;
+    let source = LocalChunks::from_paths(&files, salvage).map_err(code_context)?;
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let work = tempfile::Builder::new()
         .prefix(".merge-")
         .tempdir_in(&out_dir)
         .context("creating a work directory")?;
-    let merged = merge(&ffmpeg, &source, work.path(), &|_| {})
+    let merged = merge(&ffmpeg, &source, work.path(), salvage, &|_| {})
         .await
         .map_err(code_context)?;
     let output = out_dir.join(merged.path.file_name().expect("output has a name"));

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::coord::{Claim, Coordinator, NewRecording, RecordingMeta, Slot};
+use crate::coord::{Claim, Coordinator, NewRecording, RecordingMeta, Slot, StateUpdate};
 use crate::domain::{
     ChunkDigest, ChunkIndex, MediaType, ObjectKey, RecordingId, RecordingState, UploadToken,
 };
@@ -90,6 +90,11 @@ pub struct StatusView {
     pub error: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<serde_json::Value>,
+    /// Merged by salvage (asked for after a failure): `lost` lists what the video lacks.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub salvaged: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost: Option<serde_json::Value>,
     /// Once ready: a presigned URL of the video (what `GET …/download` redirects to), so a
     /// client that polls needs no redirect.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -108,6 +113,10 @@ fn rfc3339_ms(ms: u64) -> String {
 
 impl StatusView {
     pub fn of(meta: &RecordingMeta) -> Self {
+        let output: Option<serde_json::Value> = meta
+            .output
+            .as_deref()
+            .and_then(|o| serde_json::from_str(o).ok());
         Self {
             recording_id: meta.id.to_string(),
             status: meta.state.as_str(),
@@ -121,10 +130,9 @@ impl StatusView {
                 .failure
                 .as_ref()
                 .map(|f| json!({"code": f.code, "message": f.message})),
-            output: meta
-                .output
-                .as_deref()
-                .and_then(|o| serde_json::from_str(o).ok()),
+            salvaged: output.as_ref().is_some_and(|o| o["salvaged"] == true),
+            lost: output.as_ref().and_then(|o| o.get("lost").cloned()),
+            output,
             download_url: None,
             expires_at: None,
         }
@@ -336,15 +344,20 @@ impl Recordings {
         Ok(self.chunk_saved(&meta.id, seq, committed).await)
     }
 
-    /// Record the final chunk count. Succeeds only when chunks `0..count` are all stored, and
-    /// then hands the recording to the merge queue.
-    pub async fn stop(&self, meta: &RecordingMeta, count: i64) -> Result<StatusView> {
+    fn chunk_count(&self, count: i64) -> Result<u32> {
         let max = i64::from(self.limits.max_chunks);
         if !(1..=max).contains(&count) {
             return Err(Error::InvalidChunkCount(format!(
                 "it must be between 1 and {max}"
             )));
         }
+        Ok(count as u32)
+    }
+
+    /// Record the final chunk count. Succeeds only when chunks `0..count` are all stored, and
+    /// then hands the recording to the merge queue.
+    pub async fn stop(&self, meta: &RecordingMeta, count: i64) -> Result<StatusView> {
+        let count = i64::from(self.chunk_count(count)?);
         match self.coord.stop(&meta.id, count as u32).await {
             Ok(()) => {
                 if let Err(e) = self.write_manifest(&meta.id).await {
@@ -376,6 +389,75 @@ impl Recordings {
             })
             .await?;
         info!(recording_id = %meta.id, chunk_count = count, "recording stopped, merge queued");
+        self.status(&meta.id).await
+    }
+
+    /// Merge what can be merged: for a recording that failed (frames lost, chunks missing, a
+    /// gap), or one still recording whose chunks will not all arrive. Damaged and missing
+    /// stretches are left out and listed in the result's `lost`. `count` defaults to the
+    /// stopped count, or to one past the highest chunk stored. Asking again while the salvage
+    /// runs, or once it is ready, answers the current status.
+    pub async fn salvage(&self, meta: &RecordingMeta, count: Option<i64>) -> Result<StatusView> {
+        let count = count.map(|c| self.chunk_count(c)).transpose()?;
+        let from = meta.state;
+        let count = match from {
+            RecordingState::Ready => return Ok(self.view(meta).await),
+            RecordingState::Stopping | RecordingState::Merging if meta.salvage => {
+                return Ok(self.view(meta).await);
+            }
+            RecordingState::Stopping | RecordingState::Merging => {
+                return Err(Error::AlreadyStopped {
+                    state: from.as_str(),
+                });
+            }
+            RecordingState::Failed => count.or(meta.chunk_count),
+            RecordingState::Recording => count.or(self
+                .coord
+                .chunks(&meta.id)
+                .await?
+                .iter()
+                .filter(|(_, c)| c.stored)
+                .map(|(i, _)| i + 1)
+                .next_back()),
+        }
+        .ok_or(Error::MissingChunks {
+            count: 0,
+            missing_total: 0,
+            missing: Vec::new(),
+        })?;
+        let update = StateUpdate {
+            chunk_count: Some(count),
+            salvage: true,
+            ..StateUpdate::default()
+        };
+        if !self
+            .coord
+            .transition(&meta.id, from, RecordingState::Stopping, update)
+            .await?
+        {
+            // It moved on meanwhile (a stop, a merge): answer from where it is now.
+            let now = self
+                .coord
+                .meta(&meta.id)
+                .await?
+                .ok_or(Error::RecordingNotFound)?;
+            return if now.salvage || now.state == RecordingState::Ready {
+                Ok(self.view(&now).await)
+            } else {
+                Err(Error::AlreadyStopped {
+                    state: now.state.as_str(),
+                })
+            };
+        }
+        if let Err(e) = self.write_manifest(&meta.id).await {
+            warn!(recording_id = %meta.id, error = %e, "manifest not updated at salvage");
+        }
+        self.queue
+            .enqueue(MergeJob {
+                recording_id: meta.id.to_string(),
+            })
+            .await?;
+        info!(recording_id = %meta.id, chunk_count = count, from = %from, "salvage queued");
         self.status(&meta.id).await
     }
 

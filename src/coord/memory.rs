@@ -75,6 +75,7 @@ impl Coordinator for MemoryCoordinator {
             indexing: None,
             failure: None,
             output: None,
+            salvage: false,
         };
         let mut map = self.recordings.lock().expect("coordinator lock poisoned");
         map.entry(rec.id.clone()).or_insert(Entry {
@@ -205,6 +206,13 @@ impl Coordinator for MemoryCoordinator {
             }
             if update.output.is_some() {
                 e.meta.output = update.output;
+            }
+            if update.chunk_count.is_some() {
+                e.meta.chunk_count = update.chunk_count;
+            }
+            if update.salvage {
+                e.meta.salvage = true;
+                e.meta.failure = None;
             }
             Ok(true)
         })

@@ -48,6 +48,8 @@ pub struct RecordingMeta {
     pub failure: Option<Failure>,
     /// The merged output's description (JSON), once ready.
     pub output: Option<String>,
+    /// The merge is to salvage what it can (asked for after a failure).
+    pub salvage: bool,
 }
 
 /// Which index a chunk asks for.
@@ -84,6 +86,9 @@ impl Claim {
 pub struct StateUpdate {
     pub failure: Option<Failure>,
     pub output: Option<String>,
+    pub chunk_count: Option<u32>,
+    /// Mark the merge a salvage, and forget the failure that led to it.
+    pub salvage: bool,
 }
 
 #[async_trait]

@@ -115,7 +115,7 @@ for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
 return {'ok'}
 "#;
 
-/// KEYS: meta. ARGV: from, to, now, error code, error message, output.
+/// KEYS: meta. ARGV: from, to, now, error code, error message, output, chunk count, salvage.
 const TRANSITION: &str = r#"
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'not_found'} end
@@ -123,6 +123,11 @@ if state ~= ARGV[1] then return {'stale', state} end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated', ARGV[3])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'error_code', ARGV[4], 'error_message', ARGV[5]) end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'output', ARGV[6]) end
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'count', ARGV[7]) end
+if ARGV[8] == '1' then
+  redis.call('HSET', KEYS[1], 'salvage', '1')
+  redis.call('HDEL', KEYS[1], 'error_code', 'error_message')
+end
 return {'ok'}
 "#;
 
@@ -256,6 +261,7 @@ fn parse_meta(id: &RecordingId, mut h: HashMap<String, String>) -> Result<Record
         indexing: take("indexing").and_then(|s| Indexing::parse(&s)),
         failure,
         output: take("output"),
+        salvage: take("salvage").as_deref() == Some("1"),
     })
 }
 
@@ -436,6 +442,13 @@ impl Coordinator for RedisCoordinator {
             .arg(code)
             .arg(message)
             .arg(update.output.unwrap_or_default())
+            .arg(
+                update
+                    .chunk_count
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+            )
+            .arg(if update.salvage { "1" } else { "" })
             .invoke_async(&mut self.conn.clone())
             .await?;
         match reply.first().map(String::as_str) {

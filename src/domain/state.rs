@@ -6,8 +6,9 @@ use crate::error::{Error, Result};
 ///
 /// ```text
 /// recording ──stop──▶ stopping ──merge starts──▶ merging ──▶ ready
-///                         │                         │
-///                         └───────────▶ failed ◀────┘
+///     │                 ▲  │                         │
+///     └──salvage────────┤  └───────────▶ failed ◀────┘
+///                       └───salvage────────┘
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RecordingState {
@@ -45,7 +46,8 @@ impl RecordingState {
     }
 
     /// Whether the state machine allows `self -> to`. A merge that is taken over after its
-    /// lease expired moves `merging -> merging`.
+    /// lease expired moves `merging -> merging`; a salvage moves a failed recording back to
+    /// `stopping`.
     pub fn can_become(self, to: RecordingState) -> bool {
         use RecordingState::*;
         matches!(
@@ -56,6 +58,7 @@ impl RecordingState {
                 | (Merging, Merging)
                 | (Merging, Ready)
                 | (Merging, Failed)
+                | (Failed, Stopping)
         )
     }
 
@@ -89,6 +92,7 @@ mod tests {
         assert!(Merging.can_become(Ready));
         assert!(!Ready.can_become(Merging));
         assert!(!Failed.can_become(Recording));
+        assert!(Failed.can_become(Stopping));
         assert!(!Recording.can_become(Ready));
         assert!(!Stopping.can_become(Recording));
     }

@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
             post(recordings::confirm),
         )
         .route("/recordings/{id}/stop", post(recordings::stop))
+        .route("/recordings/{id}/merge", post(recordings::merge))
         .route("/recordings/{id}/download", get(recordings::download))
         .route("/files/{*key}", get(files::get).put(files::put))
         .route("/ws", get(ws::upgrade))

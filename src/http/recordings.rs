@@ -145,6 +145,42 @@ pub async fn stop(
     Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MergeBody {
+    salvage: bool,
+    chunk_count: Option<serde_json::Number>,
+}
+
+/// `POST /recordings/{id}/merge {"salvage": true}`: merge what can be merged of a recording
+/// that could not be merged whole.
+#[instrument(skip_all, fields(recording_id = %target.id))]
+pub async fn merge(
+    State(app): State<AppState>,
+    target: Target,
+    Bearer(token): Bearer,
+    ApiJson(body): ApiJson<MergeBody>,
+) -> Result<(StatusCode, Json<StatusView>)> {
+    let meta = app
+        .recordings
+        .authorize(&target.id, token.as_deref())
+        .await?;
+    if !body.salvage {
+        return Err(Error::InvalidJson(
+            "salvage must be true: a whole merge starts at stop".into(),
+        ));
+    }
+    let count = body
+        .chunk_count
+        .map(|n| {
+            n.as_i64()
+                .ok_or_else(|| Error::InvalidChunkCount(format!("{n} is not a whole number")))
+        })
+        .transpose()?;
+    let view = app.recordings.salvage(&meta, count).await?;
+    Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
 /// `GET /recordings/{id}/download`: 302 to a presigned URL of the merged video.
 #[instrument(skip_all, fields(recording_id = %target.id))]
 pub async fn download(

@@ -18,6 +18,7 @@ use tracing::debug;
 
 use super::frames::{Accounting, Inventory};
 use super::plan::{Format, FramecrcReport, Layout, output_container, parse_duration};
+use super::salvage::{Lost, Salvage, with_gaps};
 use super::source::ChunkSource;
 use crate::domain::Container;
 use crate::error::{Error, Result};
@@ -115,6 +116,11 @@ pub struct OutputInfo {
     pub frame_rate: Option<f64>,
     pub video_frames: u64,
     pub audio_frames: u64,
+    /// Merged by salvage, leaving out what is in `lost`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub salvaged: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost: Option<Vec<Lost>>,
 }
 
 pub struct Merged {
@@ -144,6 +150,8 @@ pub struct Prepared {
     pub format: Format,
     pub layout: Layout,
     pub container: Container,
+    /// Merge what can be merged, leaving damaged or missing stretches out.
+    pub salvage: bool,
     head: Vec<Bytes>,
 }
 
@@ -152,8 +160,9 @@ pub struct Prepared {
 const HEAD_BYTES: usize = 4096;
 
 /// Read the first chunks (at least two, and at least [`HEAD_BYTES`] when there are enough) and
-/// decide the format, the layout and the output container.
-pub async fn prepare(source: &dyn ChunkSource) -> Result<Prepared> {
+/// decide the format, the layout and the output container. A salvage reads no further than the
+/// first chunk that is missing or changed.
+pub async fn prepare(source: &dyn ChunkSource, salvage: bool) -> Result<Prepared> {
     let count = source.count();
     if count == 0 {
         return Err(Error::MissingChunks {
@@ -166,18 +175,25 @@ pub async fn prepare(source: &dyn ChunkSource) -> Result<Prepared> {
     while (head.len() as u32) < count
         && (head.len() < 2 || head.iter().map(Bytes::len).sum::<usize>() < HEAD_BYTES)
     {
-        head.push(source.fetch(head.len() as u32).await?);
+        match source.fetch(head.len() as u32).await {
+            Ok(chunk) => head.push(chunk),
+            Err(e) if salvage && e.is_unusable_chunk() => break,
+            Err(e) => return Err(e),
+        }
     }
     let joined = head.concat();
     let format = Format::sniff(&joined)?;
     let layout = Layout::detect(format, head.get(1).map(|b| &b[..]));
-    for (i, chunk) in head.iter().enumerate().skip(2) {
-        layout.check_chunk(format, i as u32, chunk)?;
+    if !salvage {
+        for (i, chunk) in head.iter().enumerate().skip(2) {
+            layout.check_chunk(format, i as u32, chunk)?;
+        }
     }
     Ok(Prepared {
         format,
         layout,
         container: output_container(format, &joined),
+        salvage,
         head,
     })
 }
@@ -188,6 +204,8 @@ pub async fn prepare(source: &dyn ChunkSource) -> Result<Prepared> {
 pub struct Remuxed {
     pub inventory: Inventory,
     pub packets: FramecrcReport,
+    /// A salvage: what was left out (possibly nothing).
+    pub lost: Option<Vec<Lost>>,
     listing: PathBuf,
 }
 
@@ -206,7 +224,7 @@ impl Remuxed {
                 let mut f = l.split(',').map(str::trim);
                 let index = f.next()?.parse::<usize>().ok()?;
                 let pts = f.nth(1)?.parse::<i64>().ok()?;
-                (index == stream).then(|| report.pts_offset_seconds(pts))
+                (index == stream).then(|| report.offset_seconds(pts))
             })
             .collect();
         times.sort_by(f64::total_cmp);
@@ -247,117 +265,41 @@ pub async fn remux(
         format,
         layout,
         container,
+        salvage,
         head,
     } = prepared;
-    let count = source.count();
     let mut cmd = ffmpeg.command();
     cmd.args(["-loglevel", "warning", "-progress", "pipe:1", "-nostats"]);
     let total = source.total_bytes();
     let listing = work.join("packets.framecrc");
-    let inventory = match layout {
+    let (inventory, lost) = match layout {
         Layout::Timeslice => {
             // Byte concatenation into one remux: the chunks are one byte stream.
             cmd.args(["-f", format.demuxer(), "-i", "pipe:0"]);
             output_args(&mut cmd, container, out, &listing);
-            let feed = move |mut stdin: ChildStdin| async move {
-                let mut accounting = Accounting::new(format);
-                let first = head.len() as u32;
-                for (i, bytes) in head.iter().enumerate() {
-                    accounting.feed(i as u32, bytes)?;
-                    stdin.write_all(bytes).await.map_err(pipe_err)?;
-                }
-                let mut rest = futures::stream::iter(first..count)
-                    .map(|i| async move {
-                        let body = read_ahead(source.open(i).await?, READ_AHEAD).await?;
-                        Ok::<_, Error>((i, body))
-                    })
-                    .buffered(PREFETCH);
-                let mut waits = Waits::default();
-                loop {
-                    let t = Instant::now();
-                    let Some(next) = rest.next().await else { break };
-                    waits.storage += t.elapsed();
-                    let (i, body) = next?;
-                    let to = &mut stdin;
-                    let chunk = Copy {
-                        layout,
-                        format,
-                        index: i,
-                    };
-                    chunk
-                        .run(body, to, pipe_err, &mut accounting, &mut waits)
-                        .await?;
-                }
-                debug!(
-                    storage_wait_s = waits.storage.as_secs_f64(),
-                    ffmpeg_wait_s = waits.output.as_secs_f64(),
-                    "chunks fed to ffmpeg"
-                );
-                stdin.shutdown().await.map_err(pipe_err)?;
-                Ok(accounting.finish()?.0)
-            };
-            run(cmd, total, progress, Some(feed)).await?
+            if salvage {
+                let feed = move |stdin| salvage_stream(source, format, head, stdin);
+                let (inventory, lost) = run(cmd, total, progress, Some(feed)).await?;
+                (inventory, Some(lost))
+            } else {
+                let feed = move |stdin| stream(source, format, head, stdin);
+                (run(cmd, total, progress, Some(feed)).await?, None)
+            }
         }
         Layout::Restart => {
             // Every chunk is a complete file with timestamps from 0: the concat demuxer.
-            let ext = container.extension();
-            let list_path = work.join("chunks.txt");
-            let mut list = String::new();
-            let head = &head;
-            let mut files = futures::stream::iter(0..count)
-                .map(|i| async move {
-                    let mut accounting = Accounting::new(format);
-                    let body = match head.get(i as usize) {
-                        Some(b) => futures::stream::iter([Ok(b.clone())]).boxed(),
-                        None => source.open(i).await?,
-                    };
-                    let path = work.join(format!("chunk-{i:08}.{ext}"));
-                    let file_err =
-                        |e: std::io::Error| Error::Storage(format!("{}: {e}", path.display()));
-                    let mut file = tokio::fs::File::create(&path).await.map_err(file_err)?;
-                    let chunk = Copy {
-                        layout,
-                        format,
-                        index: i,
-                    };
-                    let waits = &mut Waits::default();
-                    chunk
-                        .run(body, &mut file, file_err, &mut accounting, waits)
-                        .await?;
-                    file.flush().await.map_err(file_err)?;
-                    Ok::<_, Error>((path, accounting.finish()?))
-                })
-                .buffered(PREFETCH);
-            // The concat demuxer puts each file after the one before, by its duration.
-            let mut inventory = Inventory::default();
-            let mut offset_s = 0.0;
-            while let Some(file) = files.next().await {
-                let (path, (counted, duration_s)) = file?;
-                list.push_str(&format!("file '{}'\n", path.display()));
-                let end = duration_s.or_else(|| {
-                    counted
-                        .tracks
-                        .iter()
-                        .filter_map(|t| t.last_s)
-                        .reduce(f64::max)
-                });
-                inventory.append(counted, offset_s);
-                offset_s += end.unwrap_or(0.0);
-            }
-            tokio::fs::write(&list_path, list)
-                .await
-                .map_err(|e| Error::Storage(format!("{}: {e}", list_path.display())))?;
+            let files = Files {
+                source,
+                format,
+                ext: container.extension(),
+                work,
+            };
+            let (list_path, inventory, lost) = files.write(head, salvage).await?;
             cmd.args(["-f", "concat", "-safe", "0", "-i"])
                 .arg(&list_path);
             output_args(&mut cmd, container, out, &listing);
-            run(
-                cmd,
-                total,
-                progress,
-                None::<fn(ChildStdin) -> std::future::Ready<Result<()>>>,
-            )
-            .await?;
-            inventory
+            run::<_, _, ()>(cmd, total, progress, None::<fn(_) -> std::future::Ready<_>>).await?;
+            (inventory, salvage.then_some(lost))
         }
     };
     let file = tokio::fs::File::open(&listing)
@@ -375,8 +317,188 @@ pub async fn remux(
     Ok(Remuxed {
         inventory,
         packets: report,
+        lost,
         listing,
     })
+}
+
+/// Feed a timeslice recording's chunks to ffmpeg as one byte stream, as they arrive from
+/// storage, counting their frames.
+async fn stream(
+    source: &dyn ChunkSource,
+    format: Format,
+    head: Vec<Bytes>,
+    mut stdin: ChildStdin,
+) -> Result<Inventory> {
+    let mut accounting = Accounting::new(format);
+    let first = head.len() as u32;
+    for (i, bytes) in head.iter().enumerate() {
+        accounting.feed(i as u32, bytes)?;
+        stdin.write_all(bytes).await.map_err(pipe_err)?;
+    }
+    let mut rest = futures::stream::iter(first..source.count())
+        .map(|i| async move {
+            let body = read_ahead(source.open(i).await?, READ_AHEAD).await?;
+            Ok::<_, Error>((i, body))
+        })
+        .buffered(PREFETCH);
+    let mut waits = Waits::default();
+    loop {
+        let t = Instant::now();
+        let Some(next) = rest.next().await else { break };
+        waits.storage += t.elapsed();
+        let (index, body) = next?;
+        let chunk = Copy {
+            layout: Layout::Timeslice,
+            format,
+            index,
+        };
+        chunk
+            .run(body, &mut stdin, pipe_err, &mut accounting, &mut waits)
+            .await?;
+    }
+    debug!(
+        storage_wait_s = waits.storage.as_secs_f64(),
+        ffmpeg_wait_s = waits.output.as_secs_f64(),
+        "chunks fed to ffmpeg"
+    );
+    stdin.shutdown().await.map_err(pipe_err)?;
+    Ok(accounting.finish()?.0)
+}
+
+/// Feed what can be salvaged of a timeslice recording to ffmpeg. Chunks are read whole (each
+/// checked before any of it is used), and a missing or changed one is a gap.
+async fn salvage_stream(
+    source: &dyn ChunkSource,
+    format: Format,
+    head: Vec<Bytes>,
+    mut stdin: ChildStdin,
+) -> Result<(Inventory, Vec<Lost>)> {
+    async fn write(stdin: &mut ChildStdin, pieces: Vec<Bytes>) -> Result<()> {
+        for piece in pieces {
+            stdin.write_all(&piece).await.map_err(pipe_err)?;
+        }
+        Ok(())
+    }
+    let mut salvage = Salvage::new(format);
+    let first = head.len() as u32;
+    for (i, bytes) in head.into_iter().enumerate() {
+        write(&mut stdin, salvage.feed(i as u32, bytes)?).await?;
+    }
+    let mut rest = futures::stream::iter(first..source.count())
+        .map(|i| async move { (i, source.fetch(i).await) })
+        .buffered(PREFETCH);
+    while let Some((i, fetched)) = rest.next().await {
+        let pieces = match fetched {
+            Ok(bytes) => salvage.feed(i, bytes)?,
+            Err(e) if e.is_unusable_chunk() => salvage.missing(i)?,
+            Err(e) => return Err(e),
+        };
+        write(&mut stdin, pieces).await?;
+    }
+    write(&mut stdin, salvage.finish()?).await?;
+    stdin.shutdown().await.map_err(pipe_err)?;
+    let salvaged = salvage.result();
+    Ok((salvaged.inventory, salvaged.lost))
+}
+
+/// A restart-style recording's chunks, each a complete file, written out for the concat
+/// demuxer.
+struct Files<'a> {
+    source: &'a dyn ChunkSource,
+    format: Format,
+    ext: &'a str,
+    work: &'a Path,
+}
+
+/// One file of a restart-style recording, once written: where, what it holds, how long it is.
+type Written = (PathBuf, Inventory, Option<f64>);
+
+impl Files<'_> {
+    /// Write file `index`, counting its frames; checked like any chunk.
+    async fn file(&self, index: u32, head: Option<&Bytes>) -> Result<Written> {
+        let mut accounting = Accounting::new(self.format);
+        let body = match head {
+            Some(b) => futures::stream::iter([Ok(b.clone())]).boxed(),
+            None => self.source.open(index).await?,
+        };
+        let path = self.work.join(format!("chunk-{index:08}.{}", self.ext));
+        let file_err = |e: std::io::Error| Error::Storage(format!("{}: {e}", path.display()));
+        let mut file = tokio::fs::File::create(&path).await.map_err(file_err)?;
+        let chunk = Copy {
+            layout: Layout::Restart,
+            format: self.format,
+            index,
+        };
+        let waits = &mut Waits::default();
+        chunk
+            .run(body, &mut file, file_err, &mut accounting, waits)
+            .await?;
+        file.flush().await.map_err(file_err)?;
+        let (inventory, duration_s) = accounting.finish()?;
+        Ok((path, inventory, duration_s))
+    }
+
+    /// Write every file and the concat list. The concat demuxer puts each file after the one
+    /// before by its duration. A salvage leaves out the files that are missing, changed or
+    /// damaged; the next one follows at once, so each loss is a point of the output's timeline.
+    async fn write(
+        &self,
+        head: Vec<Bytes>,
+        salvage: bool,
+    ) -> Result<(PathBuf, Inventory, Vec<Lost>)> {
+        let head = &head;
+        let mut files = futures::stream::iter(0..self.source.count())
+            .map(|i| async move { (i, self.file(i, head.get(i as usize)).await) })
+            .buffered(PREFETCH);
+        let mut list = String::new();
+        let mut inventory = Inventory::default();
+        let mut lost: Vec<Lost> = Vec::new();
+        let mut offset_s = 0.0;
+        let mut gap: Option<Lost> = None;
+        while let Some((i, written)) = files.next().await {
+            let (path, counted, duration_s) = match written {
+                Ok(w) => w,
+                Err(e) if salvage && (e.is_unusable_chunk() || e.code() == "frames_lost") => {
+                    gap.get_or_insert_with(|| Lost {
+                        from_s: offset_s,
+                        to_s: Some(offset_s),
+                        chunks: Vec::new(),
+                    })
+                    .chunks
+                    .push(i);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            lost.extend(gap.take());
+            list.push_str(&format!("file '{}'\n", path.display()));
+            let end = duration_s.or_else(|| {
+                counted
+                    .tracks
+                    .iter()
+                    .filter_map(|t| t.last_s)
+                    .reduce(f64::max)
+            });
+            inventory.append(counted, offset_s);
+            offset_s += end.unwrap_or(0.0);
+        }
+        if let Some(mut last) = gap.take() {
+            last.to_s = None;
+            lost.push(last);
+        }
+        if list.is_empty() {
+            return Err(Error::FramesLost {
+                chunk: Some(0),
+                detail: "no file of the recording could be read".into(),
+            });
+        }
+        let list_path = self.work.join("chunks.txt");
+        tokio::fs::write(&list_path, list)
+            .await
+            .map_err(|e| Error::Storage(format!("{}: {e}", list_path.display())))?;
+        Ok((list_path, inventory, lost))
+    }
 }
 
 /// Prepare, remux and inspect: the whole merge into a file in `work` (the CLI's path; the
@@ -385,9 +507,10 @@ pub async fn merge(
     ffmpeg: &Ffmpeg,
     source: &dyn ChunkSource,
     work: &Path,
+    salvage: bool,
     progress: &(dyn Fn(u8) + Send + Sync),
 ) -> Result<Merged> {
-    let prepared = prepare(source).await?;
+    let prepared = prepare(source, salvage).await?;
     let (container, layout) = (prepared.container, prepared.layout);
     let out = output_path(work, container);
     let remuxed = remux(ffmpeg, source, prepared, work, &out, progress).await?;
@@ -608,7 +731,11 @@ pub async fn describe(
 ) -> Result<OutputInfo> {
     remuxed.check().await?;
     let report = &remuxed.packets;
-    report.check()?;
+    report.check(remuxed.lost.is_some())?;
+    let lost = remuxed
+        .lost
+        .clone()
+        .map(|lost| with_gaps(lost, report, &remuxed.inventory));
     let mut cmd = ffmpeg.command();
     cmd.arg("-i")
         .arg(out)
@@ -651,6 +778,8 @@ pub async fn describe(
         frame_rate,
         video_frames: video.map_or(0, |v| v.packets),
         audio_frames: audio.map_or(0, |a| a.packets),
+        salvaged: lost.is_some(),
+        lost,
     })
 }
 

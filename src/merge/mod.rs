@@ -131,7 +131,7 @@ impl Merger {
         let count = meta
             .chunk_count
             .ok_or_else(|| Error::Internal("stopped recording has no chunk count".into()))?;
-        match self.merge_and_upload(id, count).await {
+        match self.merge_and_upload(id, count, meta.salvage).await {
             Ok(output) => {
                 self.coord
                     .transition(
@@ -152,6 +152,8 @@ impl Merger {
                             duration_s: output["durationS"].as_f64().unwrap_or_default(),
                             size_bytes: output["sizeBytes"].as_u64().unwrap_or_default(),
                             container: output["container"].as_str().unwrap_or_default().into(),
+                            salvaged: output["salvaged"].as_bool().unwrap_or(false),
+                            lost: output.get("lost").cloned(),
                         };
                         self.notify(id, kind).await;
                     }
@@ -231,7 +233,12 @@ impl Merger {
         Ok(())
     }
 
-    async fn merge_and_upload(&self, id: &RecordingId, count: u32) -> Result<serde_json::Value> {
+    async fn merge_and_upload(
+        &self,
+        id: &RecordingId,
+        count: u32,
+        salvage: bool,
+    ) -> Result<serde_json::Value> {
         let source = StoredChunks {
             store: self.store.clone(),
             id: id.clone(),
@@ -245,7 +252,7 @@ impl Merger {
             .prefix(&format!("merge-{id}-"))
             .tempdir_in(&self.settings.work_dir)
             .map_err(|e| Error::Internal(format!("creating merge work dir: {e}")))?;
-        let prepared = ffmpeg::prepare(&source).await?;
+        let prepared = ffmpeg::prepare(&source, salvage).await?;
         let (container, layout) = (prepared.container, prepared.layout);
         let key = ObjectKey::output(id, container);
         let out = ffmpeg::output_path(work.path(), container);

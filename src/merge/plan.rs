@@ -139,8 +139,14 @@ pub struct StreamReport {
     pub min_pts: Option<i64>,
     pub max_pts: Option<i64>,
     pub max_gap: i64,
+    /// Gaps longer than a stream of this kind ever has (the first [`GAPS_KEPT`]), as the
+    /// timestamps before and after.
+    pub gaps: Vec<(i64, i64)>,
     pub backwards: u64,
 }
+
+/// Long gaps kept per stream.
+const GAPS_KEPT: usize = 256;
 
 impl StreamReport {
     fn seconds(&self, ticks: i64) -> f64 {
@@ -149,6 +155,29 @@ impl StreamReport {
             return 0.0;
         }
         ticks as f64 * num as f64 / den as f64
+    }
+
+    /// The longest gap a stream of this kind may have: video pauses while the screen does not
+    /// change; audio never pauses.
+    pub fn gap_limit_seconds(&self) -> f64 {
+        if self.media_type == "audio" {
+            1.0
+        } else {
+            10.0
+        }
+    }
+
+    fn ticks(&self, seconds: f64) -> i64 {
+        let (num, den) = self.tb;
+        if num == 0 {
+            return i64::MAX;
+        }
+        (seconds * den as f64 / num as f64) as i64
+    }
+
+    /// A timestamp in seconds after the stream's earliest presentation time.
+    pub fn offset_seconds(&self, ticks: i64) -> f64 {
+        self.seconds(ticks - self.min_pts.unwrap_or(ticks))
     }
 
     pub fn span_seconds(&self) -> f64 {
@@ -164,11 +193,6 @@ impl StreamReport {
             (Some(a), Some(b)) => self.seconds(b - a),
             _ => 0.0,
         }
-    }
-
-    /// A presentation time in seconds after the stream's earliest.
-    pub fn pts_offset_seconds(&self, pts: i64) -> f64 {
-        self.seconds(pts - self.min_pts.unwrap_or(pts))
     }
 }
 
@@ -239,6 +263,9 @@ impl FramecrcReport {
                 s.backwards += 1;
             } else {
                 s.max_gap = s.max_gap.max(dts - last);
+                if dts - last > s.ticks(s.gap_limit_seconds()) && s.gaps.len() < GAPS_KEPT {
+                    s.gaps.push((last, dts));
+                }
             }
         }
         if s.first_dts.is_none() {
@@ -257,7 +284,8 @@ impl FramecrcReport {
 
     /// Whether the output is a whole recording: streams with packets, timestamps that never go
     /// back, and no gap longer than a stream of that kind ever has.
-    pub fn check(&self) -> Result<()> {
+    /// A salvage allows long gaps: it reports them as lost instead.
+    pub fn check(&self, gaps_allowed: bool) -> Result<()> {
         if self.streams.iter().all(|s| s.packets == 0) {
             return Err(Error::OutputInvalid("the output has no packets".into()));
         }
@@ -268,10 +296,8 @@ impl FramecrcReport {
                     s.media_type, s.backwards
                 )));
             }
-            // Video may pause while the screen does not change; audio never pauses.
-            let limit = if s.media_type == "audio" { 1.0 } else { 10.0 };
             let gap = s.seconds(s.max_gap);
-            if gap > limit {
+            if !s.gaps.is_empty() && !gaps_allowed {
                 return Err(Error::TimestampGap(format!(
                     "stream {i} ({}) has a {gap:.2} s gap",
                     s.media_type
@@ -370,9 +396,12 @@ mod tests {
             ("vp8", Some(480), 2)
         );
         assert_eq!(r.audio().unwrap().packets, 2);
-        assert!(r.check().is_ok());
+        assert!(r.check(false).is_ok());
         r.feed("0,         10,         10,        1,     1384, 0xc376a9a6");
-        assert_eq!(r.check().unwrap_err().code(), "timestamps_out_of_order");
+        assert_eq!(
+            r.check(false).unwrap_err().code(),
+            "timestamps_out_of_order"
+        );
 
         let mut gap = FramecrcReport::default();
         for line in [
@@ -383,9 +412,10 @@ mod tests {
         ] {
             gap.feed(line);
         }
-        assert_eq!(gap.check().unwrap_err().code(), "timestamp_gap");
+        assert_eq!(gap.check(false).unwrap_err().code(), "timestamp_gap");
+        assert!(gap.check(true).is_ok());
         assert_eq!(
-            FramecrcReport::default().check().unwrap_err().code(),
+            FramecrcReport::default().check(false).unwrap_err().code(),
             "output_invalid"
         );
     }

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::frames::{ChunkMap, Damage, Inventory, Scanner, TrackKind, Unit, UnitKind, frames_lost};
-use super::plan::Format;
+use super::plan::{Format, FramecrcReport};
 use crate::error::{Error, Result};
 
 /// A stretch of the recording the salvaged video does not have.
@@ -439,6 +439,35 @@ impl Salvage {
             chunks: (first..=last).collect(),
         });
     }
+}
+
+/// What a salvage left out, with the output's own long gaps (a recording that paused, or lost
+/// frames ffmpeg dropped) that no lost range already covers, in order of time.
+pub fn with_gaps(mut lost: Vec<Lost>, report: &FramecrcReport, inventory: &Inventory) -> Vec<Lost> {
+    /// How far a gap of another track may stick out of a lost range and still be its.
+    const SLACK_S: f64 = 0.5;
+    for (i, stream) in report.streams.iter().enumerate() {
+        let Some(first) = inventory.tracks.get(i).and_then(|t| t.first_s) else {
+            continue;
+        };
+        for (a, b) in &stream.gaps {
+            let from_s = first + stream.offset_seconds(*a);
+            let to_s = first + stream.offset_seconds(*b);
+            let covered = lost.iter().any(|l| {
+                from_s >= l.from_s - SLACK_S && to_s <= l.to_s.unwrap_or(f64::INFINITY) + SLACK_S
+            });
+            if !covered {
+                let round = |s: f64| (s * 1000.0).round() / 1000.0;
+                lost.push(Lost {
+                    from_s: round(from_s),
+                    to_s: Some(round(to_s)),
+                    chunks: inventory.chunk_at(i, to_s).into_iter().collect(),
+                });
+            }
+        }
+    }
+    lost.sort_by(|a, b| a.from_s.total_cmp(&b.from_s));
+    lost
 }
 
 #[cfg(test)]

@@ -98,7 +98,8 @@ fn verified(body: ByteStream, expected: ChunkDigest, index: u32) -> ByteStream {
 /// Chunk files on disk, numbered by the last number in each file name before its extension
 /// (`chunk-000006.webm` is index 6).
 pub struct LocalChunks {
-    files: Vec<(PathBuf, u64)>,
+    /// By index; `None` where no file has the index (only when gaps are allowed).
+    files: Vec<Option<(PathBuf, u64)>>,
 }
 
 /// The last run of digits in a file name, extension aside (`chunk-000004.mp4` is 4).
@@ -112,8 +113,9 @@ pub fn index_from_name(path: &std::path::Path) -> Option<u32> {
 }
 
 impl LocalChunks {
-    /// Order the files by index, refusing names without a number, duplicates and gaps.
-    pub fn from_paths(paths: &[PathBuf]) -> Result<Self> {
+    /// Order the files by index, refusing names without a number, duplicates and (unless
+    /// `allow_gaps`, for a salvage) gaps.
+    pub fn from_paths(paths: &[PathBuf], allow_gaps: bool) -> Result<Self> {
         let mut by_index = BTreeMap::new();
         for p in paths {
             let index = index_from_name(p).ok_or_else(|| {
@@ -125,20 +127,22 @@ impl LocalChunks {
         }
         let count = by_index.keys().next_back().map_or(0, |m| m + 1);
         let missing: Vec<u32> = (0..count).filter(|i| !by_index.contains_key(i)).collect();
-        if count == 0 || !missing.is_empty() {
+        if count == 0 || (!missing.is_empty() && !allow_gaps) {
             return Err(Error::MissingChunks {
                 count,
                 missing_total: missing.len() as u32,
                 missing,
             });
         }
-        let files = by_index
-            .into_values()
-            .map(|p| {
+        let files = (0..count)
+            .map(|i| {
+                let Some(p) = by_index.remove(&i) else {
+                    return Ok(None);
+                };
                 let size = std::fs::metadata(&p)
                     .map_err(|e| Error::Storage(format!("{}: {e}", p.display())))?
                     .len();
-                Ok((p, size))
+                Ok(Some((p, size)))
             })
             .collect::<Result<_>>()?;
         Ok(Self { files })
@@ -152,7 +156,7 @@ impl ChunkSource for LocalChunks {
     }
 
     fn total_bytes(&self) -> u64 {
-        self.files.iter().map(|(_, s)| s).sum()
+        self.files.iter().flatten().map(|(_, s)| s).sum()
     }
 
     async fn open(&self, index: u32) -> Result<ByteStream> {
@@ -161,7 +165,13 @@ impl ChunkSource for LocalChunks {
     }
 
     async fn fetch(&self, index: u32) -> Result<Bytes> {
-        let (path, _) = &self.files[index as usize];
+        let Some((path, _)) = &self.files[index as usize] else {
+            return Err(Error::MissingChunks {
+                count: self.count(),
+                missing_total: 1,
+                missing: vec![index],
+            });
+        };
         tokio::fs::read(path)
             .await
             .map(Bytes::from)
@@ -207,14 +217,14 @@ mod tests {
     #[test]
     fn gaps_and_duplicates_are_refused() {
         let p = |s: &str| PathBuf::from(s);
-        let e = LocalChunks::from_paths(&[p("c-0.webm"), p("c-2.webm")])
+        let e = LocalChunks::from_paths(&[p("c-0.webm"), p("c-2.webm")], false)
             .err()
             .unwrap();
         assert_eq!(e.code(), "missing_chunks");
-        let e = LocalChunks::from_paths(&[p("c-0.webm"), p("d-000.webm")])
+        let e = LocalChunks::from_paths(&[p("c-0.webm"), p("d-000.webm")], true)
             .err()
             .unwrap();
         assert_eq!(e.code(), "duplicate_chunk");
-        assert!(LocalChunks::from_paths(&[]).is_err());
+        assert!(LocalChunks::from_paths(&[], true).is_err());
     }
 }

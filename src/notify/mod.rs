@@ -42,6 +42,11 @@ pub enum EventKind {
         duration_s: f64,
         size_bytes: u64,
         container: String,
+        /// Merged by salvage; `lost` says what it left out.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        salvaged: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lost: Option<serde_json::Value>,
     },
     RecordingError {
         code: String,

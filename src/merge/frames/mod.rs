@@ -327,6 +327,16 @@ impl Inventory {
         Ok(())
     }
 
+    /// The chunk holding `stream`'s frames at `time_s`.
+    pub fn chunk_at(&self, stream: usize, time_s: f64) -> Option<u32> {
+        let marks = &self.tracks.get(stream)?.marks;
+        marks
+            .iter()
+            .find(|(_, _, last)| *last >= time_s)
+            .or(marks.last())
+            .map(|(chunk, _, _)| *chunk)
+    }
+
     /// The first chunk after which the output's packets of `stream` (their presentation times,
     /// sorted, in seconds from the first) no longer match the frames counted.
     pub fn parted_at(&self, stream: usize, out_s: &[f64]) -> Option<u32> {
