@@ -509,3 +509,144 @@ async fn damaged_recordings_fail_with_a_code_and_never_become_ready() {
         );
     }
 }
+
+/// A salvage is asked for, refuses a malformed request, and is reported everywhere: the status,
+/// the manifest and the ready event (replayed to a late subscriber). A normal merge never does it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salvage_is_asked_for_and_reported_in_the_status_the_manifest_and_the_event() {
+    let f = Recording::load("vp9-ts1000");
+    let missing = 3;
+    for backend in backends() {
+        let app = spawn_app_with(&backend, &[]).await;
+        let client = app.client();
+        let label = &backend.name;
+        let rec = client.create(&f.mime_type).await;
+        for (i, c) in f.chunks.iter().enumerate().filter(|(i, _)| *i != missing) {
+            client
+                .put_chunk(0, &rec, i as u32, c.clone())
+                .await
+                .expect(200);
+        }
+        let count = f.chunks.len() as u32;
+        client
+            .stop(0, &rec, count)
+            .await
+            .expect_error(409, "missing_chunks");
+        let merge = |body: Value| {
+            let (client, rec) = (&client, &rec);
+            async move {
+                let path = format!("/recordings/{}/merge", rec.id);
+                client
+                    .send(
+                        0,
+                        reqwest::Method::POST,
+                        &path,
+                        Some(&rec.token),
+                        Some(body),
+                    )
+                    .await
+            }
+        };
+        merge(serde_json::json!({ "salvage": false }))
+            .await
+            .expect_error(400, "invalid_json");
+        merge(serde_json::json!({ "salvage": true, "quality": "best" }))
+            .await
+            .expect_error(400, "invalid_json");
+        merge(serde_json::json!({ "salvage": true, "chunkCount": 0 }))
+            .await
+            .expect_error(400, "invalid_chunk_count");
+        let asked = merge(serde_json::json!({ "salvage": true }))
+            .await
+            .expect(202);
+        assert!(
+            ["stopping", "merging", "ready"].contains(&asked["status"].as_str().unwrap()),
+            "{label}: {asked}"
+        );
+        let status = wait_for_terminal(&client, &rec).await;
+        assert_eq!(status["status"], "ready", "{label}: {status}");
+        assert_eq!(status["salvaged"], true, "{label}: {status}");
+        assert_eq!(
+            status["chunkCount"], count,
+            "{label}: the count defaults to past the highest stored chunk"
+        );
+        let lost = status["lost"].as_array().unwrap();
+        assert_eq!(lost.len(), 1, "{label}: {status}");
+        assert!(
+            lost[0]["chunks"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!(missing)),
+            "{label}: {status}"
+        );
+        assert!(
+            status.get("error").is_none(),
+            "{label}: the failure is gone: {status}"
+        );
+        // Asking again answers the status.
+        assert_eq!(
+            merge(serde_json::json!({ "salvage": true }))
+                .await
+                .expect(202)["salvaged"],
+            true
+        );
+
+        let id = screenrec::domain::RecordingId::parse(&rec.id).unwrap();
+        let manifest = screenrec::store::read_all(
+            app.state.recordings.store().as_ref(),
+            &screenrec::domain::ObjectKey::manifest(&id),
+            None,
+        )
+        .await
+        .unwrap();
+        let manifest: Value = serde_json::from_slice(&manifest).unwrap();
+        assert_eq!(
+            manifest["recording"]["salvaged"], true,
+            "{label}: {manifest}"
+        );
+        assert_eq!(manifest["recording"]["lost"], status["lost"], "{label}");
+
+        let mut ws = crate::ws_client::Ws::connect(&client.ws_url(0)).await;
+        ws.send_json(
+            serde_json::json!({ "type": "subscribe", "recordingId": rec.id, "token": rec.token }),
+        )
+        .await;
+        let ready = loop {
+            let event = ws.recv().await;
+            if event["type"] == "recordingReady" {
+                break event;
+            }
+        };
+        assert_eq!(ready["salvaged"], true, "{label}: {ready}");
+        assert_eq!(ready["lost"], status["lost"], "{label}: {ready}");
+
+        // A whole recording merges whole; asking to salvage it afterwards changes nothing.
+        let whole = client.create(&f.mime_type).await;
+        for (i, c) in f.chunks.iter().enumerate() {
+            client
+                .put_chunk(0, &whole, i as u32, c.clone())
+                .await
+                .expect(200);
+        }
+        client.stop(0, &whole, count).await.expect(202);
+        let done = wait_for_terminal(&client, &whole).await;
+        assert_eq!(done["status"], "ready", "{label}: {done}");
+        assert!(
+            done.get("salvaged").is_none() && done.get("lost").is_none(),
+            "{label}: {done}"
+        );
+        let path = format!("/recordings/{}/merge", whole.id);
+        let again = client
+            .send(
+                0,
+                reqwest::Method::POST,
+                &path,
+                Some(&whole.token),
+                Some(serde_json::json!({ "salvage": true })),
+            )
+            .await
+            .expect(202);
+        assert_eq!(again["status"], "ready");
+        assert!(again.get("salvaged").is_none(), "{label}: {again}");
+    }
+}
