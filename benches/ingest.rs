@@ -297,7 +297,14 @@ async fn reservation(endpoint: &str, redis: &str, total: usize) -> anyhow::Resul
         async move {
             let key = ObjectKey::chunk(&id, ChunkIndex::new(i as u32));
             signer
-                .presign(&key, Presign::Put, Duration::from_secs(900))
+                .presign(
+                    &key,
+                    Presign::Put {
+                        size: None,
+                        sha256: None,
+                    },
+                    Duration::from_secs(900),
+                )
                 .await
                 .expect("presign");
         }

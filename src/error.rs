@@ -40,6 +40,10 @@ pub enum Error {
     UnsupportedMessage(String),
 
     // --- chunks ------------------------------------------------------------------------------
+    #[error("checksum is not valid: {0}")]
+    InvalidChecksum(String),
+    #[error("the chunk's bytes differ from its declared checksum: {0}")]
+    ChecksumMismatch(String),
     #[error("chunk is empty")]
     EmptyChunk,
     #[error("chunk is larger than the limit of {max} bytes")]
@@ -131,6 +135,8 @@ impl Error {
             MethodNotAllowed => "method_not_allowed",
             ConnectionLimit(_) => "connection_limit",
             UnsupportedMessage(_) => "unsupported_message",
+            InvalidChecksum(_) => "invalid_checksum",
+            ChecksumMismatch(_) => "checksum_mismatch",
             EmptyChunk => "empty_chunk",
             ChunkTooLarge { .. } => "chunk_too_large",
             ChunkConflict { .. } => "chunk_conflict",
@@ -173,6 +179,8 @@ impl Error {
             | InvalidFrame(_)
             | InvalidBody(_)
             | UnsupportedMessage(_)
+            | InvalidChecksum(_)
+            | ChecksumMismatch(_)
             | EmptyChunk => StatusCode::BAD_REQUEST,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ConnectionLimit(_) => StatusCode::TOO_MANY_REQUESTS,

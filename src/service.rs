@@ -11,7 +11,8 @@ use tracing::{info, warn};
 
 use crate::coord::{Claim, Coordinator, NewRecording, RecordingMeta, Slot, StateUpdate};
 use crate::domain::{
-    ChunkDigest, ChunkIndex, MediaType, ObjectKey, RecordingId, RecordingState, UploadToken,
+    ChunkDigest, ChunkIndex, MediaType, ObjectKey, RecordingId, RecordingState, Sha256Checksum,
+    UploadToken,
 };
 use crate::error::{Error, Result};
 use crate::notify::{EventKind, Notifier};
@@ -68,9 +69,19 @@ pub struct UploadGrant {
     pub upload_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<&'static str>,
+    /// Headers the upload must send as they are (the declared checksum).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
     pub already_stored: bool,
+}
+
+/// What a client declares of a chunk before uploading it: its size and SHA-256, each optional.
+#[derive(Clone, Debug, Default)]
+pub struct Declared {
+    pub size: Option<u64>,
+    pub sha256: Option<Sha256Checksum>,
 }
 
 /// What clients see of a recording.
@@ -240,15 +251,20 @@ impl Recordings {
     }
 
     /// Store a chunk that came through this server. With `seq`, `index = seq`; without, the
-    /// coordinator hands out the next index. Re-sending the same bytes is harmless.
+    /// coordinator hands out the next index. Re-sending the same bytes is harmless. A body
+    /// that differs from its declared checksum is refused, and nothing is stored.
     pub async fn put_chunk(
         &self,
         meta: &RecordingMeta,
         seq: Option<ChunkIndex>,
         body: Bytes,
+        checksum: Option<&Sha256Checksum>,
     ) -> Result<ChunkReceipt> {
         self.check_size(body.len() as u64)?;
         let digest = ChunkDigest::of(&body);
+        if let Some(declared) = checksum {
+            declared.check(&digest)?;
+        }
         let slot = seq.map_or(Slot::Next, Slot::Seq);
         let claim = self
             .coord
@@ -269,27 +285,61 @@ impl Recordings {
     }
 
     /// Hand out a presigned PUT for chunk `seq`, so the browser uploads straight to storage.
-    pub async fn grant_upload(&self, meta: &RecordingMeta, seq: ChunkIndex) -> Result<UploadGrant> {
-        if let Some(known) = self.coord.reserve(&meta.id, seq).await?
-            && known.stored
-        {
+    /// What the client declares is signed into the URL, so the storage itself refuses another
+    /// body: a declared size binds `Content-Length`, a declared SHA-256 the body (sent as
+    /// `x-amz-checksum-sha256`). Declaring both also claims the index for those bytes, so the
+    /// confirmation holds the object to them.
+    pub async fn grant_upload(
+        &self,
+        meta: &RecordingMeta,
+        seq: ChunkIndex,
+        declared: &Declared,
+    ) -> Result<UploadGrant> {
+        if let Some(size) = declared.size {
+            self.check_size(size)?;
+        }
+        let stored = match (declared.size, &declared.sha256) {
+            (Some(size), Some(sha256)) => {
+                let digest = ChunkDigest {
+                    sha256: sha256.hex(),
+                    size,
+                };
+                let claim = self
+                    .coord
+                    .claim(&meta.id, Slot::Seq(seq), &digest, self.limits.max_chunks)
+                    .await?;
+                matches!(claim, Claim::Stored(_))
+            }
+            _ => self
+                .coord
+                .reserve(&meta.id, seq)
+                .await?
+                .is_some_and(|known| known.stored),
+        };
+        if stored {
             return Ok(UploadGrant {
                 index: seq,
                 upload_url: None,
                 method: None,
+                headers: None,
                 expires_at: None,
                 already_stored: true,
             });
         }
+        let op = Presign::Put {
+            size: declared.size,
+            sha256: declared.sha256.as_ref(),
+        };
         let PresignedUrl {
             url,
             method,
             expires_at,
+            headers,
         } = self
             .store
             .presign(
                 &ObjectKey::chunk(&meta.id, seq),
-                Presign::Put,
+                op,
                 self.limits.presign_ttl,
             )
             .await?;
@@ -297,6 +347,7 @@ impl Recordings {
             index: seq,
             upload_url: Some(url),
             method: Some(method),
+            headers: (!headers.is_empty()).then(|| headers.into_iter().collect()),
             expires_at: Some(rfc3339(expires_at)),
             already_stored: false,
         })
@@ -330,6 +381,21 @@ impl Recordings {
         }
         let body = read_all(self.store.as_ref(), &key, Some(info.size)).await?;
         let digest = ChunkDigest::of(&body);
+        // The grant declared these bytes: an object that is not them goes, uncounted.
+        if let Some(known) = self.coord.reserve(&meta.id, seq).await?
+            && !known.stored
+            && known.digest != digest
+        {
+            self.store.delete(&key).await?;
+            let declared = Sha256Checksum::from_hex(&known.digest.sha256)?;
+            return Err(match declared.check(&digest) {
+                Err(mismatch) => mismatch,
+                Ok(()) => Error::ChecksumMismatch(format!(
+                    "{} bytes arrived, {} were declared",
+                    digest.size, known.digest.size
+                )),
+            });
+        }
         let claim = self
             .coord
             .claim(&meta.id, Slot::Seq(seq), &digest, self.limits.max_chunks)
@@ -613,7 +679,7 @@ pub(crate) mod testing {
         for i in 0..chunks {
             let body = Bytes::from(vec![i as u8; 10]);
             recordings
-                .put_chunk(&meta, Some(ChunkIndex::new(i)), body)
+                .put_chunk(&meta, Some(ChunkIndex::new(i)), body, None)
                 .await
                 .unwrap();
         }

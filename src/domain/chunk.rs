@@ -97,7 +97,7 @@ impl ChunkHasher {
     }
 }
 
-/// What identifies a chunk's bytes: SHA-256 and length.
+/// What identifies a chunk's bytes: SHA-256 (hex) and length.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkDigest {
     pub sha256: String,
@@ -126,6 +126,59 @@ impl ChunkDigest {
                 .parse()
                 .map_err(|_| Error::Coordination(format!("malformed chunk size {s:?}")))?,
         })
+    }
+}
+
+/// A chunk's SHA-256 as a client declares it: `x-amz-checksum-sha256`, the base64 of the
+/// 32-byte digest (the form S3 checks a body against).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sha256Checksum([u8; 32]);
+
+impl Sha256Checksum {
+    pub fn parse(base64: &str) -> Result<Self> {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(base64.trim())
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .map(Self)
+            .ok_or_else(|| {
+                Error::InvalidChecksum(
+                    "it must be the base64 of a 32-byte SHA-256 digest (x-amz-checksum-sha256)"
+                        .into(),
+                )
+            })
+    }
+
+    pub fn from_hex(hex: &str) -> Result<Self> {
+        hex::decode(hex)
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .map(Self)
+            .ok_or_else(|| Error::InvalidChecksum("it must be 64 hex digits".into()))
+    }
+
+    pub fn base64(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(self.0)
+    }
+
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The bytes that arrived are the bytes declared: `checksum_mismatch` otherwise.
+    pub fn check(&self, received: &ChunkDigest) -> Result<()> {
+        if received.sha256 == self.hex() {
+            Ok(())
+        } else {
+            Err(Error::ChecksumMismatch(format!(
+                "the body's SHA-256 is {}, {} was declared",
+                Self::from_hex(&received.sha256)
+                    .map_or_else(|_| received.sha256.clone(), |c| c.base64()),
+                self.base64()
+            )))
+        }
     }
 }
 

@@ -8,7 +8,9 @@ mod media;
 mod state;
 mod token;
 
-pub use chunk::{ChunkDigest, ChunkHasher, ChunkIndex, ChunkRecord, Indexing, check_stop};
+pub use chunk::{
+    ChunkDigest, ChunkHasher, ChunkIndex, ChunkRecord, Indexing, Sha256Checksum, check_stop,
+};
 pub use id::RecordingId;
 pub use key::ObjectKey;
 pub use media::{Container, MediaType};

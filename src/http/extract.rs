@@ -10,6 +10,9 @@ use serde::de::DeserializeOwned;
 use crate::domain::RecordingId;
 use crate::error::Error;
 
+/// The header a chunk's SHA-256 comes with (the name S3 uses).
+pub const CHECKSUM_SHA256: &str = "x-amz-checksum-sha256";
+
 /// JSON body; a wrong content type is 415 `unsupported_content_type`, bad JSON is 400
 /// `invalid_json`.
 pub struct ApiJson<T>(pub T);

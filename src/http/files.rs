@@ -15,9 +15,10 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use super::AppState;
-use crate::domain::ObjectKey;
+use super::extract::CHECKSUM_SHA256;
+use crate::domain::{ObjectKey, Sha256Checksum};
 use crate::error::{Error, Result};
-use crate::store::{FsStore, SignedOp};
+use crate::store::{FsStore, SignedOp, Terms};
 
 #[derive(Deserialize)]
 pub struct SignedQuery {
@@ -25,6 +26,8 @@ pub struct SignedQuery {
     sig: String,
     #[serde(default)]
     name: String,
+    size: Option<u64>,
+    sha256: Option<String>,
 }
 
 fn authorize<'a>(
@@ -32,12 +35,17 @@ fn authorize<'a>(
     op: SignedOp,
     raw_key: &str,
     query: Result<Query<SignedQuery>, QueryRejection>,
-) -> Result<(&'a FsStore, ObjectKey, SignedQuery)> {
+) -> Result<(&'a FsStore, ObjectKey, Terms)> {
     let fs = app.files.as_deref().ok_or(Error::NotFound)?;
     let key = ObjectKey::parse(raw_key)?;
     let Query(q) = query.map_err(|_| Error::InvalidSignature)?;
-    fs.signer().verify(op, &key, q.expires, &q.name, &q.sig)?;
-    Ok((fs, key, q))
+    let terms = Terms {
+        name: q.name,
+        size: q.size,
+        sha256: q.sha256,
+    };
+    fs.signer().verify(op, &key, q.expires, &terms, &q.sig)?;
+    Ok((fs, key, terms))
 }
 
 fn content_type(key: &ObjectKey) -> &'static str {
@@ -88,7 +96,7 @@ pub async fn get(
     query: Result<Query<SignedQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let (fs, key, q) = authorize(&app, SignedOp::Get, &raw_key, query)?;
+    let (fs, key, terms) = authorize(&app, SignedOp::Get, &raw_key, query)?;
     let (mut file, size) = fs.open_read(&key).await?;
     let range = parse_range(headers.get(RANGE).and_then(|v| v.to_str().ok()), size)?;
     let (status, start, len) = match range {
@@ -113,26 +121,52 @@ pub async fn get(
     {
         h.insert(CONTENT_RANGE, v);
     }
-    if !q.name.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", q.name))
+    if !terms.name.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", terms.name))
     {
         h.insert(CONTENT_DISPOSITION, v);
     }
     Ok(response)
 }
 
+/// An upload through a signed URL, held to what it signed as S3 holds a presigned PUT: a
+/// signed size or checksum that the request does not carry is a signature that does not match
+/// (403), and a body that differs from the checksum it is sent with is `checksum_mismatch`.
 pub async fn put(
     State(app): State<AppState>,
     Path(raw_key): Path<String>,
     query: Result<Query<SignedQuery>, QueryRejection>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode> {
-    let (fs, key, _) = authorize(&app, SignedOp::Put, &raw_key, query)?;
+    let (fs, key, terms) = authorize(&app, SignedOp::Put, &raw_key, query)?;
+    let sent = headers
+        .get(CHECKSUM_SHA256)
+        .map(|v| Sha256Checksum::parse(v.to_str().unwrap_or_default()))
+        .transpose()?;
+    let signed = terms.checksum()?;
+    if signed.is_some() && sent != signed {
+        return Err(Error::InvalidSignature);
+    }
+    let length = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if terms.size.is_some() && length.is_some() && length != terms.size {
+        return Err(Error::InvalidSignature);
+    }
     let max = app.recordings.limits().max_chunk_bytes;
     let stream = body
         .into_data_stream()
         .map_err(|e| Error::InvalidBody(e.to_string()));
-    fs.put_stream(&key, stream, max).await?;
+    let size = terms.size;
+    fs.put_stream(&key, stream, max, |digest| {
+        if size.is_some_and(|s| s != digest.size) {
+            return Err(Error::InvalidSignature);
+        }
+        sent.map_or(Ok(()), |c| c.check(digest))
+    })
+    .await?;
     Ok(StatusCode::OK)
 }
 

@@ -11,9 +11,10 @@ use serde_json::json;
 use tracing::instrument;
 
 use super::AppState;
-use super::extract::{ApiJson, Bearer, Target};
+use super::extract::{ApiJson, Bearer, CHECKSUM_SHA256, Target};
+use crate::domain::Sha256Checksum;
 use crate::error::{Error, Result};
-use crate::service::{ChunkReceipt, Created, StatusView, UploadGrant, rfc3339};
+use crate::service::{ChunkReceipt, Created, Declared, StatusView, UploadGrant, rfc3339};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -21,9 +22,13 @@ pub struct CreateBody {
     mime_type: String,
 }
 
+/// A grant request: the chunk's `seq`, and optionally its `size` and `sha256` (base64), which
+/// the presigned URL then binds.
 #[derive(Deserialize)]
-pub struct SeqBody {
+pub struct GrantBody {
     seq: serde_json::Number,
+    size: Option<serde_json::Number>,
+    sha256: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -59,14 +64,31 @@ pub async fn grant(
     State(app): State<AppState>,
     target: Target,
     Bearer(token): Bearer,
-    ApiJson(body): ApiJson<SeqBody>,
+    ApiJson(body): ApiJson<GrantBody>,
 ) -> Result<Json<UploadGrant>> {
     let meta = app
         .recordings
         .authorize(&target.id, token.as_deref())
         .await?;
     let seq = app.recordings.parse_seq(&body.seq.to_string())?;
-    Ok(Json(app.recordings.grant_upload(&meta, seq).await?))
+    let declared = Declared {
+        size: body
+            .size
+            .map(|n| {
+                n.as_u64().ok_or_else(|| {
+                    Error::InvalidJson(format!("size {n} is not a whole number of bytes"))
+                })
+            })
+            .transpose()?,
+        sha256: body
+            .sha256
+            .as_deref()
+            .map(Sha256Checksum::parse)
+            .transpose()?,
+    };
+    Ok(Json(
+        app.recordings.grant_upload(&meta, seq, &declared).await?,
+    ))
 }
 
 /// `PUT /recordings/{id}/chunks/{seq}`: the chunk's bytes through this server.
@@ -85,6 +107,10 @@ pub async fn put_chunk(
     let seq = app
         .recordings
         .parse_seq(target.seq.as_deref().unwrap_or(""))?;
+    let checksum = headers
+        .get(CHECKSUM_SHA256)
+        .map(|v| Sha256Checksum::parse(v.to_str().unwrap_or_default()))
+        .transpose()?;
     let max = app.recordings.limits().max_chunk_bytes;
     let too_large = Error::ChunkTooLarge { max };
     let declared = headers
@@ -106,7 +132,9 @@ pub async fn put_chunk(
             }
         })?;
     Ok(Json(
-        app.recordings.put_chunk(&meta, Some(seq), bytes).await?,
+        app.recordings
+            .put_chunk(&meta, Some(seq), bytes, checksum.as_ref())
+            .await?,
     ))
 }
 

@@ -484,7 +484,7 @@ impl Session {
                 .transpose()?;
             self.app
                 .recordings
-                .put_chunk(meta, seq, frame.payload)
+                .put_chunk(meta, seq, frame.payload, None)
                 .await
         }
         .instrument(info_span!("chunk", recording_id = %frame.recording_id))

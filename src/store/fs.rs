@@ -12,9 +12,10 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 
 use super::{
-    ByteStream, ObjectInfo, ObjectStore, PartUpload, Presign, PresignedUrl, SignedOp, UrlSigner,
+    ByteStream, ObjectInfo, ObjectStore, PartUpload, Presign, PresignedUrl, SignedOp, Terms,
+    UrlSigner,
 };
-use crate::domain::ObjectKey;
+use crate::domain::{ChunkDigest, ChunkHasher, ObjectKey, Sha256Checksum};
 use crate::error::{Error, Result};
 
 pub struct FsStore {
@@ -78,27 +79,30 @@ impl FsStore {
         key: &ObjectKey,
         mut body: impl futures::Stream<Item = Result<Bytes>> + Unpin + Send,
         max: u64,
+        check: impl FnOnce(&ChunkDigest) -> Result<()>,
     ) -> Result<u64> {
         let tmp = self.temp_path();
         let result = async {
             let mut file = tokio::fs::File::create(&tmp)
                 .await
                 .map_err(|e| io_err("creating", &tmp, e))?;
-            let mut written = 0u64;
+            let mut hasher = ChunkHasher::default();
             while let Some(part) = body.next().await {
                 let part = part?;
-                written += part.len() as u64;
-                if written > max {
+                hasher.update(&part);
+                if hasher.size() > max {
                     return Err(Error::ChunkTooLarge { max });
                 }
                 file.write_all(&part)
                     .await
                     .map_err(|e| io_err("writing", &tmp, e))?;
             }
+            let digest = hasher.finish();
+            check(&digest)?;
             file.sync_data()
                 .await
                 .map_err(|e| io_err("syncing", &tmp, e))?;
-            Ok(written)
+            Ok(digest.size)
         }
         .await;
         match result {
@@ -183,7 +187,7 @@ impl PartUpload for FsUpload {
 impl ObjectStore for FsStore {
     async fn put(&self, key: &ObjectKey, body: Bytes, _content_type: &str) -> Result<()> {
         let max = body.len() as u64;
-        self.put_stream(key, futures::stream::iter([Ok(body)]), max)
+        self.put_stream(key, futures::stream::iter([Ok(body)]), max, |_| Ok(()))
             .await
             .map(|_| ())
     }
@@ -233,15 +237,36 @@ impl ObjectStore for FsStore {
         op: Presign<'_>,
         ttl: Duration,
     ) -> Result<PresignedUrl> {
-        let (op, method, name) = match op {
-            Presign::Put => (SignedOp::Put, "PUT", ""),
-            Presign::Get { file_name, .. } => (SignedOp::Get, "GET", file_name),
+        let (op, method, terms) = match op {
+            Presign::Put { size, sha256 } => (
+                SignedOp::Put,
+                "PUT",
+                Terms {
+                    size,
+                    sha256: sha256.map(Sha256Checksum::hex),
+                    ..Terms::default()
+                },
+            ),
+            Presign::Get { file_name, .. } => (
+                SignedOp::Get,
+                "GET",
+                Terms {
+                    name: file_name.to_owned(),
+                    ..Terms::default()
+                },
+            ),
         };
-        let (query, expires_at) = self.signer.sign(op, key, ttl, name);
+        let (query, expires_at) = self.signer.sign(op, key, ttl, &terms);
+        let headers = terms
+            .checksum()?
+            .map(|c| ("x-amz-checksum-sha256".to_owned(), c.base64()))
+            .into_iter()
+            .collect();
         Ok(PresignedUrl {
             url: format!("{}/files/{}?{query}", self.base_url, key.as_str()),
             method,
             expires_at,
+            headers,
         })
     }
 

@@ -14,8 +14,8 @@ use futures::stream::BoxStream;
 
 pub use self::fs::FsStore;
 pub use self::s3::{S3Settings, S3Store};
-pub use self::signed::{SignedOp, UrlSigner};
-use crate::domain::ObjectKey;
+pub use self::signed::{SignedOp, Terms, UrlSigner};
+use crate::domain::{ObjectKey, Sha256Checksum};
 use crate::error::Result;
 
 /// An object's bytes as they arrive.
@@ -29,8 +29,12 @@ pub struct ObjectInfo {
 /// What a presigned URL lets its holder do.
 #[derive(Clone, Copy, Debug)]
 pub enum Presign<'a> {
-    /// Upload the object's bytes with an HTTP PUT.
-    Put,
+    /// Upload the object's bytes with an HTTP PUT; when given, only a body of `size` bytes
+    /// whose SHA-256 is `sha256`, sent with it as `x-amz-checksum-sha256`.
+    Put {
+        size: Option<u64>,
+        sha256: Option<&'a Sha256Checksum>,
+    },
     /// Download the object, served as an attachment called `file_name`.
     Get {
         file_name: &'a str,
@@ -43,6 +47,8 @@ pub struct PresignedUrl {
     pub url: String,
     pub method: &'static str,
     pub expires_at: SystemTime,
+    /// Headers the request must carry as they are (they are part of the signature).
+    pub headers: Vec<(String, String)>,
 }
 
 /// A multipart upload in progress: parts (1-based numbers) are byte ranges of a local file,

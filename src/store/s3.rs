@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::{ByteStream, ObjectInfo, ObjectStore, PartUpload, Presign, PresignedUrl};
-use crate::domain::ObjectKey;
+use crate::domain::{ObjectKey, Sha256Checksum};
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug, Default)]
@@ -256,11 +256,13 @@ impl ObjectStore for S3Store {
             .map_err(|e| Error::Internal(format!("presign lifetime: {e}")))?;
         let expires_at = SystemTime::now() + ttl;
         let request = match op {
-            Presign::Put => self
+            Presign::Put { size, sha256 } => self
                 .client
                 .put_object()
                 .bucket(&self.bucket)
                 .key(key.as_str())
+                .set_content_length(size.map(|s| s as i64))
+                .set_checksum_sha256(sha256.map(Sha256Checksum::base64))
                 .presigned(config)
                 .await
                 .map_err(|e| s3_err("presigning PutObject", e))?,
@@ -278,13 +280,23 @@ impl ObjectStore for S3Store {
                 .await
                 .map_err(|e| s3_err("presigning GetObject", e))?,
         };
+        // The client sends the body, and with it its length: only the other headers are its to
+        // set.
+        let headers = request
+            .headers()
+            .filter(|(name, _)| {
+                !["host", "content-length"].contains(&name.to_ascii_lowercase().as_str())
+            })
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
         Ok(PresignedUrl {
             url: request.uri().to_owned(),
             method: match op {
-                Presign::Put => "PUT",
+                Presign::Put { .. } => "PUT",
                 Presign::Get { .. } => "GET",
             },
             expires_at,
+            headers,
         })
     }
 

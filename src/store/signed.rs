@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::domain::ObjectKey;
+use crate::domain::{ObjectKey, Sha256Checksum};
 use crate::error::{Error, Result};
 
 /// What a signed URL allows.
@@ -25,6 +25,41 @@ impl SignedOp {
     }
 }
 
+/// What a signed URL binds besides the operation, the key and the expiry: a download's file
+/// name; an upload's size and SHA-256 (hex), when the uploader declared them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Terms {
+    pub name: String,
+    pub size: Option<u64>,
+    pub sha256: Option<String>,
+}
+
+impl Terms {
+    fn query(&self) -> String {
+        let mut q = String::new();
+        if !self.name.is_empty() {
+            q.push_str("&name=");
+            q.push_str(&self.name);
+        }
+        if let Some(size) = self.size {
+            q.push_str(&format!("&size={size}"));
+        }
+        if let Some(sha) = &self.sha256 {
+            q.push_str("&sha256=");
+            q.push_str(sha);
+        }
+        q
+    }
+
+    /// The declared checksum, if any.
+    pub fn checksum(&self) -> crate::error::Result<Option<Sha256Checksum>> {
+        self.sha256
+            .as_deref()
+            .map(Sha256Checksum::from_hex)
+            .transpose()
+    }
+}
+
 #[derive(Clone)]
 pub struct UrlSigner {
     secret: Vec<u8>,
@@ -37,40 +72,44 @@ impl UrlSigner {
         }
     }
 
-    fn mac(&self, op: SignedOp, key: &ObjectKey, expires: u64, file_name: &str) -> Hmac<Sha256> {
+    fn mac(&self, op: SignedOp, key: &ObjectKey, expires: u64, terms: &Terms) -> Hmac<Sha256> {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes a key of any length");
-        for part in [op.as_str(), key.as_str(), &expires.to_string(), file_name] {
+        let size = terms.size.map(|s| s.to_string()).unwrap_or_default();
+        let sha = terms.sha256.as_deref().unwrap_or_default();
+        for part in [
+            op.as_str(),
+            key.as_str(),
+            &expires.to_string(),
+            &terms.name,
+            &size,
+            sha,
+        ] {
             mac.update(part.as_bytes());
             mac.update(b"\n");
         }
         mac
     }
 
-    /// The query string (without `?`) that authorises `op` on `key` until `now + ttl`.
+    /// The query string (without `?`) that authorises `op` on `key` with `terms` until
+    /// `now + ttl`.
     pub fn sign(
         &self,
         op: SignedOp,
         key: &ObjectKey,
         ttl: Duration,
-        file_name: &str,
+        terms: &Terms,
     ) -> (String, SystemTime) {
         let expires_at = SystemTime::now() + ttl;
         let expires = expires_at
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let sig = hex::encode(
-            self.mac(op, key, expires, file_name)
-                .finalize()
-                .into_bytes(),
-        );
-        let mut query = format!("expires={expires}&sig={sig}");
-        if !file_name.is_empty() {
-            query.push_str("&name=");
-            query.push_str(file_name);
-        }
-        (query, expires_at)
+        let sig = hex::encode(self.mac(op, key, expires, terms).finalize().into_bytes());
+        (
+            format!("expires={expires}&sig={sig}{}", terms.query()),
+            expires_at,
+        )
     }
 
     /// Check a signature presented with a request.
@@ -79,11 +118,11 @@ impl UrlSigner {
         op: SignedOp,
         key: &ObjectKey,
         expires: u64,
-        file_name: &str,
+        terms: &Terms,
         sig_hex: &str,
     ) -> Result<()> {
         let sig = hex::decode(sig_hex).map_err(|_| Error::InvalidSignature)?;
-        self.mac(op, key, expires, file_name)
+        self.mac(op, key, expires, terms)
             .verify_slice(&sig)
             .map_err(|_| Error::InvalidSignature)?;
         let now = SystemTime::now()
@@ -115,28 +154,57 @@ mod tests {
         (expires, sig)
     }
 
+    fn named(name: &str) -> Terms {
+        Terms {
+            name: name.into(),
+            ..Terms::default()
+        }
+    }
+
     #[test]
-    fn signatures_bind_op_key_and_name() {
+    fn signatures_bind_op_key_and_terms() {
         let s = UrlSigner::new(b"secret".to_vec());
         let key = ObjectKey::manifest(&RecordingId::generate());
         let other = ObjectKey::manifest(&RecordingId::generate());
-        let (q, _) = s.sign(SignedOp::Get, &key, Duration::from_secs(60), "a.webm");
+        let a = named("a.webm");
+        let (q, _) = s.sign(SignedOp::Get, &key, Duration::from_secs(60), &a);
         let (exp, sig) = parse(&q);
-        assert!(s.verify(SignedOp::Get, &key, exp, "a.webm", &sig).is_ok());
-        assert!(s.verify(SignedOp::Put, &key, exp, "a.webm", &sig).is_err());
+        assert!(s.verify(SignedOp::Get, &key, exp, &a, &sig).is_ok());
+        assert!(s.verify(SignedOp::Put, &key, exp, &a, &sig).is_err());
+        assert!(s.verify(SignedOp::Get, &other, exp, &a, &sig).is_err());
+        assert!(s.verify(SignedOp::Get, &key, exp + 1, &a, &sig).is_err());
         assert!(
-            s.verify(SignedOp::Get, &other, exp, "a.webm", &sig)
+            s.verify(SignedOp::Get, &key, exp, &named("b.webm"), &sig)
                 .is_err()
         );
-        assert!(
-            s.verify(SignedOp::Get, &key, exp + 1, "a.webm", &sig)
-                .is_err()
-        );
-        assert!(s.verify(SignedOp::Get, &key, exp, "b.webm", &sig).is_err());
-        let e = s
-            .verify(SignedOp::Get, &key, 1, "a.webm", &sig)
-            .unwrap_err();
+        let e = s.verify(SignedOp::Get, &key, 1, &a, &sig).unwrap_err();
         assert_eq!(e.code(), "invalid_signature");
+        // An upload's declared size and checksum are bound too.
+        let upload = Terms {
+            size: Some(10),
+            sha256: Some("ab".repeat(32)),
+            ..Terms::default()
+        };
+        let (q, _) = s.sign(SignedOp::Put, &key, Duration::from_secs(60), &upload);
+        assert!(q.contains("&size=10&sha256=abab"), "{q}");
+        let (exp, sig) = parse(&q);
+        assert!(s.verify(SignedOp::Put, &key, exp, &upload, &sig).is_ok());
+        for changed in [
+            Terms {
+                size: Some(11),
+                ..upload.clone()
+            },
+            Terms {
+                sha256: Some("cd".repeat(32)),
+                ..upload.clone()
+            },
+            Terms {
+                sha256: None,
+                ..upload.clone()
+            },
+        ] {
+            assert!(s.verify(SignedOp::Put, &key, exp, &changed, &sig).is_err());
+        }
     }
 
     #[test]
@@ -144,8 +212,15 @@ mod tests {
         let s = UrlSigner::new(b"secret".to_vec());
         let key = ObjectKey::manifest(&RecordingId::generate());
         let past = 1_000;
-        let sig = hex::encode(s.mac(SignedOp::Get, &key, past, "").finalize().into_bytes());
-        let e = s.verify(SignedOp::Get, &key, past, "", &sig).unwrap_err();
+        let none = Terms::default();
+        let sig = hex::encode(
+            s.mac(SignedOp::Get, &key, past, &none)
+                .finalize()
+                .into_bytes(),
+        );
+        let e = s
+            .verify(SignedOp::Get, &key, past, &none, &sig)
+            .unwrap_err();
         assert_eq!(e.code(), "url_expired");
     }
 }

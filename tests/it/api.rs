@@ -573,3 +573,161 @@ async fn router_is_a_tower_service() {
         .unwrap();
     assert_eq!(res.status(), 201);
 }
+
+/// Integrity at ingest. A body that differs from its `x-amz-checksum-sha256` is refused through
+/// the server with nothing stored. On the presigned path the grant signs the declared size and
+/// checksum into the URL, so the storage itself refuses another body (LocalStack, with its
+/// signature checks on, and the filesystem store's own URLs); a server that checks neither
+/// (moto) stores it, and the confirmation refuses it and removes it. A client that declares
+/// nothing is still served.
+#[tokio::test]
+async fn checksums_bind_each_chunk_to_the_bytes_declared() {
+    use base64::Engine;
+    use sha2::Digest;
+    let b64 = |bytes: &[u8]| {
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(bytes))
+    };
+    let mut storage_refused = Vec::new();
+    for backend in backends() {
+        let label = backend.name.clone();
+        let app = spawn_app(&backend).await;
+        let c = app.client();
+        let rec = c.create("video/webm;codecs=vp9").await;
+        let id = screenrec::domain::RecordingId::parse(&rec.id).unwrap();
+        let stored = |i: u32| {
+            let key =
+                screenrec::domain::ObjectKey::chunk(&id, screenrec::domain::ChunkIndex::new(i));
+            let store = app.state.recordings.store().clone();
+            async move { store.head(&key).await.unwrap().is_some() }
+        };
+        let put = |seq: u32, body: &'static [u8], checksum: Option<String>| {
+            let (c, rec) = (&c, &rec);
+            async move {
+                let mut req = c
+                    .http
+                    .put(format!("{}/recordings/{}/chunks/{seq}", c.base(0), rec.id))
+                    .bearer_auth(&rec.token)
+                    .body(body);
+                if let Some(sum) = checksum {
+                    req = req.header("x-amz-checksum-sha256", sum);
+                }
+                let r = req.send().await.unwrap();
+                (
+                    r.status().as_u16(),
+                    r.json::<serde_json::Value>().await.unwrap_or_default(),
+                )
+            }
+        };
+
+        // Through the server.
+        let (status, body) = put(0, b"chunk zero", Some(b64(b"chunk 0ero"))).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("checksum_mismatch")),
+            "{label}: {body}"
+        );
+        assert!(!stored(0).await, "{label}: a refused body was stored");
+        let (status, body) = put(0, b"chunk zero", Some("not base64 of a digest".into())).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("invalid_checksum")),
+            "{label}: {body}"
+        );
+        assert_eq!(c.status(0, &rec).await["chunksReceived"], 0);
+        let (status, body) = put(0, b"chunk zero", Some(b64(b"chunk zero"))).await;
+        assert_eq!(status, 200, "{label}: {body}");
+
+        // Presigned, with the size and checksum declared.
+        let good: &[u8] = b"chunk one, declared";
+        let grant = c
+            .send(
+                0,
+                Method::POST,
+                &format!("/recordings/{}/chunks", rec.id),
+                Some(&rec.token),
+                Some(json!({ "seq": 1, "size": good.len(), "sha256": b64(good) })),
+            )
+            .await
+            .expect(200);
+        let url = grant["uploadUrl"].as_str().unwrap().to_owned();
+        assert_eq!(
+            grant["headers"]["x-amz-checksum-sha256"],
+            b64(good),
+            "{label}: {grant}"
+        );
+        let confirm_path = format!("/recordings/{}/chunks/1/complete", rec.id);
+        let confirm = || c.send(0, Method::POST, &confirm_path, Some(&rec.token), None);
+        let upload = |body: Vec<u8>, with_header: bool| {
+            let mut req = c.http.put(&url).body(body);
+            if with_header {
+                req = req.header("x-amz-checksum-sha256", b64(good));
+            }
+            async move { req.send().await.unwrap().status().as_u16() }
+        };
+        let mut other = good.to_vec();
+        other[0] ^= 1;
+        let mut longer = good.to_vec();
+        longer.push(b'!');
+        for (what, body) in [
+            ("other bytes of the declared size", other),
+            ("a longer body", longer),
+        ] {
+            let status = upload(body, true).await;
+            if (200..300).contains(&status) {
+                // The storage took it: the confirmation must not.
+                confirm().await.expect_error(400, "checksum_mismatch");
+                assert!(
+                    !stored(1).await,
+                    "{label}, {what}: the refused object was kept"
+                );
+            } else {
+                assert!((400..500).contains(&status), "{label}, {what}: {status}");
+                storage_refused.push(format!("{label}: {what} -> {status}"));
+                assert!(!stored(1).await, "{label}, {what}: stored");
+            }
+        }
+        if label.starts_with("localstack") || label.starts_with("fs") {
+            assert!(
+                storage_refused
+                    .iter()
+                    .filter(|r| r.starts_with(&label))
+                    .count()
+                    == 2,
+                "{label}: the storage itself must refuse both: {storage_refused:?}"
+            );
+        }
+        confirm().await.expect_error(409, "chunk_not_uploaded");
+        assert_eq!(upload(good.to_vec(), true).await, 200, "{label}");
+        confirm().await.expect(200);
+        assert_eq!(c.status(0, &rec).await["chunksReceived"], 2);
+        // The index now holds those bytes: declaring them again finds them stored; declaring
+        // others is a conflict.
+        let again = c
+            .send(
+                0,
+                Method::POST,
+                &format!("/recordings/{}/chunks", rec.id),
+                Some(&rec.token),
+                Some(json!({ "seq": 1, "size": good.len(), "sha256": b64(good) })),
+            )
+            .await
+            .expect(200);
+        assert_eq!(again["alreadyStored"], true, "{label}: {again}");
+        c.send(
+            0,
+            Method::POST,
+            &format!("/recordings/{}/chunks", rec.id),
+            Some(&rec.token),
+            Some(json!({ "seq": 1, "size": good.len(), "sha256": b64(b"something else") })),
+        )
+        .await
+        .expect_error(409, "chunk_conflict");
+
+        // A client that declares nothing.
+        c.presigned_chunk(0, &rec, 2, b"chunk two".to_vec())
+            .await
+            .expect(200);
+        c.stop(0, &rec, 3).await.expect(202);
+    }
+    eprintln!("refused by the storage itself: {storage_refused:?}");
+}
