@@ -639,16 +639,13 @@ async fn checksums_bind_each_chunk_to_the_bytes_declared() {
 
         // Presigned, with the size and checksum declared.
         let good: &[u8] = b"chunk one, declared";
-        let grant = c
-            .send(
-                0,
-                Method::POST,
-                &format!("/recordings/{}/chunks", rec.id),
-                Some(&rec.token),
-                Some(json!({ "seq": 1, "size": good.len(), "sha256": b64(good) })),
-            )
-            .await
-            .expect(200);
+        // A grant of seq 1 for a body of `good`'s size with `bytes`' checksum.
+        let grants = format!("/recordings/{}/chunks", rec.id);
+        let declare = |bytes: &[u8]| {
+            let body = json!({ "seq": 1, "size": good.len(), "sha256": b64(bytes) });
+            c.send(0, Method::POST, &grants, Some(&rec.token), Some(body))
+        };
+        let grant = declare(good).await.expect(200);
         let url = grant["uploadUrl"].as_str().unwrap().to_owned();
         assert_eq!(
             grant["headers"]["x-amz-checksum-sha256"],
@@ -702,26 +699,11 @@ async fn checksums_bind_each_chunk_to_the_bytes_declared() {
         assert_eq!(c.status(0, &rec).await["chunksReceived"], 2);
         // The index now holds those bytes: declaring them again finds them stored; declaring
         // others is a conflict.
-        let again = c
-            .send(
-                0,
-                Method::POST,
-                &format!("/recordings/{}/chunks", rec.id),
-                Some(&rec.token),
-                Some(json!({ "seq": 1, "size": good.len(), "sha256": b64(good) })),
-            )
-            .await
-            .expect(200);
+        let again = declare(good).await.expect(200);
         assert_eq!(again["alreadyStored"], true, "{label}: {again}");
-        c.send(
-            0,
-            Method::POST,
-            &format!("/recordings/{}/chunks", rec.id),
-            Some(&rec.token),
-            Some(json!({ "seq": 1, "size": good.len(), "sha256": b64(b"something else") })),
-        )
-        .await
-        .expect_error(409, "chunk_conflict");
+        declare(b"something else")
+            .await
+            .expect_error(409, "chunk_conflict");
 
         // A client that declares nothing.
         c.presigned_chunk(0, &rec, 2, b"chunk two".to_vec())

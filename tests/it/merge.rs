@@ -406,14 +406,7 @@ async fn every_fixture_becomes_a_downloadable_seekable_video_on_every_backend() 
                     .is_none(),
                 "{label}"
             );
-            let manifest = screenrec::store::read_all(
-                app.state.recordings.store().as_ref(),
-                &screenrec::domain::ObjectKey::manifest(&id),
-                None,
-            )
-            .await
-            .unwrap();
-            let manifest: Value = serde_json::from_slice(&manifest).unwrap();
+            let manifest = app.manifest(&rec).await;
             assert_eq!(manifest["recording"]["status"], "ready", "{label}");
         }
     }
@@ -591,15 +584,7 @@ async fn salvage_is_asked_for_and_reported_in_the_status_the_manifest_and_the_ev
             true
         );
 
-        let id = screenrec::domain::RecordingId::parse(&rec.id).unwrap();
-        let manifest = screenrec::store::read_all(
-            app.state.recordings.store().as_ref(),
-            &screenrec::domain::ObjectKey::manifest(&id),
-            None,
-        )
-        .await
-        .unwrap();
-        let manifest: Value = serde_json::from_slice(&manifest).unwrap();
+        let manifest = app.manifest(&rec).await;
         assert_eq!(
             manifest["recording"]["salvaged"], true,
             "{label}: {manifest}"

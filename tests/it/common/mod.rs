@@ -379,4 +379,17 @@ impl TestApp {
     pub fn client(&self) -> Client {
         Client::new(vec![self.base.clone()])
     }
+
+    /// A recording's manifest, as stored.
+    pub async fn manifest(&self, rec: &Rec) -> Value {
+        let id = screenrec::domain::RecordingId::parse(&rec.id).unwrap();
+        let bytes = screenrec::store::read_all(
+            self.state.recordings.store().as_ref(),
+            &screenrec::domain::ObjectKey::manifest(&id),
+            None,
+        )
+        .await
+        .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
 }
