@@ -463,6 +463,7 @@ async fn service_endpoints_answer() {
         "/recordings/{id}/chunks/{seq}",
         "/recordings/{id}/chunks/{seq}/complete",
         "/recordings/{id}/stop",
+        "/recordings/{id}/merge",
         "/recordings/{id}/download",
         "/files/{key}",
         "/ws",
