@@ -27,7 +27,10 @@ export interface RetryPolicy {
   baseMs?: number;
   /** Longest backoff delay. Default 10000. */
   maxMs?: number;
-  /** Attempts per request on server errors (5xx); network errors retry without limit. Default 8. */
+  /**
+   * Attempts per request on server errors (5xx) and on chunks that arrived damaged
+   * (checksum_mismatch); network errors retry without limit. Default 8.
+   */
   maxAttempts?: number;
 }
 
@@ -71,6 +74,8 @@ export interface RecorderOptions {
   onlineTarget?: EventTarget | null;
   // Injected for tests; the browser's own by default.
   fetch?: typeof fetch;
+  /** WebCrypto, for each chunk's SHA-256; without `subtle` (or null), chunks go without a checksum. */
+  crypto?: { subtle?: Pick<SubtleCrypto, 'digest'> } | null;
   WebSocket?: typeof WebSocket | null;
   MediaRecorder?: typeof MediaRecorder;
   timers?: Timers;

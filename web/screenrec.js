@@ -6,9 +6,9 @@
 //   await recorder.start();
 //   const video = await recorder.stop();   // { downloadUrl, durationS, sizeBytes, container }
 //
-// The pieces below (Api, UploadQueue, SocketChannel, EventStream) take fetch, WebSocket, timers
-// and random as options, so their retry, ordering and reconnect logic runs under node's test
-// runner with fakes.
+// The pieces below (Api, UploadQueue, SocketChannel, EventStream) take fetch, WebSocket, crypto,
+// timers and random as options, so their retry, ordering and reconnect logic runs under node's
+// test runner with fakes.
 
 /** Recording formats in order of preference; the first one the browser supports is used. */
 export const MIME_TYPES = Object.freeze([
@@ -37,8 +37,14 @@ export const DEFAULTS = Object.freeze({
 });
 
 const MODES = ['presigned', 'server', 'websocket'];
-/** Server error codes that mean "try again later", whatever the transport. */
-const RETRYABLE_CODES = new Set(['storage_unavailable', 'coordination_unavailable', 'internal']);
+/**
+ * Server error codes that mean "try again", whatever the transport: the server or its storage is
+ * unavailable, or (checksum_mismatch) the bytes that arrived are not the bytes sent, so the same
+ * chunk goes again.
+ */
+const RETRYABLE_CODES = new Set(['storage_unavailable', 'coordination_unavailable', 'internal', 'checksum_mismatch']);
+/** The embedded file store's refusals of a signed URL (expired, or a body it did not sign): a fresh grant may work. */
+const URL_REFUSALS = new Set(['url_expired', 'invalid_signature']);
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -73,7 +79,7 @@ function serverError(status, body, what) {
   const e = (body && body.error) || {};
   const serverCode = e.code || `http_${status}`;
   const retryable = status >= 500 || status === 408 || status === 429 || RETRYABLE_CODES.has(serverCode);
-  const message = e.message || `the server answered ${status}`;
+  const message = serverCode === 'checksum_mismatch' ? `the part arrived damaged (${e.message})` : e.message || `the server answered ${status}`;
   return new ScreenrecError(retryable ? 'server_unavailable' : 'server_refused', `${what}: ${message}`, {
     serverCode,
     status,
@@ -196,6 +202,17 @@ export function backoffDelay(attempt, { baseMs = DEFAULTS.retry.baseMs, maxMs = 
   return Math.round(cap / 2 + random() * (cap / 2));
 }
 
+/** The base64 of the SHA-256 of `blob`; null without WebCrypto (`subtle`) or when it fails. */
+async function sha256Base64(subtle, blob) {
+  if (!subtle) return null;
+  try {
+    const digest = new Uint8Array(await subtle.digest('SHA-256', await blob.arrayBuffer()));
+    return btoa(String.fromCharCode(...digest));
+  } catch {
+    return null;
+  }
+}
+
 function sleep(timers, ms) {
   return new Promise((resolve) => timers.setTimeout(resolve, ms));
 }
@@ -250,11 +267,25 @@ class Emitter {
 
 /** The REST API of a screenrec server. Every method throws ScreenrecError. */
 export class Api {
-  constructor({ baseUrl, fetch = globalThis.fetch?.bind(globalThis), timers = defaultTimers(), requestTimeoutMs = DEFAULTS.requestTimeoutMs } = {}) {
+  #checksums = new WeakMap();
+
+  constructor({ baseUrl, fetch = globalThis.fetch?.bind(globalThis), crypto = globalThis.crypto, timers = defaultTimers(), requestTimeoutMs = DEFAULTS.requestTimeoutMs } = {}) {
     this.baseUrl = String(baseUrl || globalThis.location?.origin || '').replace(/\/+$/, '');
     this.fetch = fetch;
+    // Only in a secure context (https, localhost): elsewhere chunks go without a checksum.
+    this.subtle = crypto?.subtle || null;
     this.timers = timers;
     this.requestTimeoutMs = requestTimeoutMs;
+  }
+
+  /**
+   * The checksum a chunk is uploaded with: the base64 of its SHA-256 (`x-amz-checksum-sha256`),
+   * computed once per chunk however often it is sent. Null without WebCrypto, or if it fails:
+   * the server and the storage then take the chunk unchecked.
+   */
+  checksum(blob) {
+    if (!this.#checksums.has(blob)) this.#checksums.set(blob, sha256Base64(this.subtle, blob));
+    return this.#checksums.get(blob);
   }
 
   /** fetch with a timeout; a network failure or timeout becomes a retryable 'network' error. */
@@ -270,8 +301,8 @@ export class Api {
     }
   }
 
-  async request(method, path, { token, json, body, contentType, what = `${method} ${path}` } = {}) {
-    const headers = {};
+  async request(method, path, { token, json, body, contentType, headers: extra, what = `${method} ${path}` } = {}) {
+    const headers = { ...extra };
     if (token) headers.Authorization = `Bearer ${token}`;
     if (json !== undefined) {
       headers['Content-Type'] = 'application/json';
@@ -299,15 +330,18 @@ export class Api {
     return this.request('GET', `/recordings/${id}`, { token, what: 'Reading the recording status' });
   }
 
-  grant(id, token, seq) {
-    return this.request('POST', `/recordings/${id}/chunks`, { token, json: { seq }, what: `Preparing part ${seq + 1}` });
+  /** A presigned URL for chunk `seq`; with `size` and `sha256`, the storage takes only those bytes. */
+  grant(id, token, seq, { size, sha256 } = {}) {
+    return this.request('POST', `/recordings/${id}/chunks`, { token, json: { seq, size, sha256: sha256 || undefined }, what: `Preparing part ${seq + 1}` });
   }
 
-  putChunk(id, token, seq, blob) {
+  /** PUT chunk `seq` to the server; with `sha256`, the server stores only those bytes. */
+  putChunk(id, token, seq, blob, sha256) {
     return this.request('PUT', `/recordings/${id}/chunks/${seq}`, {
       token,
       body: blob,
       contentType: 'application/octet-stream',
+      headers: sha256 ? { 'x-amz-checksum-sha256': sha256 } : undefined,
       what: `Uploading part ${seq + 1}`,
     });
   }
@@ -344,10 +378,13 @@ export class Api {
     return res.url;
   }
 
-  /** PUT bytes to a presigned storage URL (another origin, so no credentials). */
-  async putPresigned(url, method, blob, seq) {
+  /**
+   * PUT bytes to a presigned storage URL (another origin, so no credentials), with the headers
+   * the grant signed (such as the checksum) exactly as given.
+   */
+  async putPresigned(url, method, blob, seq, headers) {
     const what = `Uploading part ${seq + 1}`;
-    const res = await this.send(url, { method: method || 'PUT', body: blob }, what);
+    const res = await this.send(url, { method: method || 'PUT', headers, body: blob }, what);
     if (res.ok) return;
     let data = null;
     try {
@@ -356,12 +393,14 @@ export class Api {
       // storage's own format (S3 answers XML)
     }
     // This server's own file store answers with its JSON errors; any store may say 413.
-    if (data?.error?.code) throw serverError(res.status, data, what);
+    const code = data?.error?.code;
+    if (code && !URL_REFUSALS.has(code)) throw serverError(res.status, data, what);
     if (res.status === 413) throw serverError(413, { error: { code: 'chunk_too_large', message: 'storage refused it as too large' } }, what);
-    // Anything else (an expired URL, a hiccup) is retried with a fresh grant, a few times.
-    throw new ScreenrecError('server_unavailable', `${what}: storage answered ${res.status}`, {
+    // Anything else (an expired URL, a body damaged on the way: S3's 400 BadDigest or 403
+    // SignatureDoesNotMatch, a hiccup) is retried with a fresh grant, a few times.
+    throw new ScreenrecError('server_unavailable', `${what}: storage answered ${res.status}${code ? ` (${code})` : ''}`, {
       status: res.status,
-      serverCode: `storage_${res.status}`,
+      serverCode: code || `storage_${res.status}`,
       retryable: true,
     });
   }
@@ -370,23 +409,27 @@ export class Api {
 // ---------------------------------------------------------------------------------------------
 // Chunk transports: send(seq, blob) resolves once the server has stored the chunk.
 
-/** presigned: ask for a URL, PUT the bytes to storage, then confirm. */
+/**
+ * presigned: ask for a URL for these bytes (size and checksum), PUT them to storage with the
+ * headers the grant signed, then confirm.
+ */
 export function presignedTransport(api, id, token) {
   return {
     async send(seq, blob) {
-      const grant = await api.grant(id, token, seq);
+      const sha256 = await api.checksum(blob);
+      const grant = await api.grant(id, token, seq, { size: blob.size, sha256 });
       if (grant.alreadyStored) return { index: grant.index, duplicate: true };
-      await api.putPresigned(grant.uploadUrl, grant.method, blob, seq);
+      await api.putPresigned(grant.uploadUrl, grant.method, blob, seq, grant.headers);
       return api.confirm(id, token, seq);
     },
     close() {},
   };
 }
 
-/** server: PUT the bytes to the server, which stores them. */
+/** server: PUT the bytes and their checksum to the server, which stores them. */
 export function serverTransport(api, id, token) {
   return {
-    send: (seq, blob) => api.putChunk(id, token, seq, blob),
+    send: async (seq, blob) => api.putChunk(id, token, seq, blob, await api.checksum(blob)),
     close() {},
   };
 }
@@ -981,7 +1024,7 @@ export class Recorder extends Emitter {
     this.options = opts;
     this.timers = opts.timers || defaultTimers();
     this.random = opts.random || Math.random;
-    this.api = new Api({ baseUrl: opts.baseUrl, fetch: opts.fetch, timers: this.timers, requestTimeoutMs: opts.requestTimeoutMs });
+    this.api = new Api({ baseUrl: opts.baseUrl, fetch: opts.fetch, crypto: opts.crypto, timers: this.timers, requestTimeoutMs: opts.requestTimeoutMs });
     this.WebSocketImpl = 'WebSocket' in opts ? opts.WebSocket : globalThis.WebSocket;
     this.state = 'idle';
     this.recordingId = null;

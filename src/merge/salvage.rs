@@ -12,7 +12,8 @@
 //! spans it or the next few. So a unit is passed on once a later unit has been read that begins
 //! in a later chunk than the one the unit ends in; on damage, the units still held are kept up to
 //! the last one read (or, if that one spans a chunk boundary, up to its start) and the rest are
-//! dropped. Memory: the held units and the bytes behind them, about two chunks.
+//! dropped. Memory: the held units and the bytes behind them, about two chunks (or one MP4
+//! fragment, when a fragment is longer).
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -291,8 +292,7 @@ impl Salvage {
             if matches!(unit.kind, UnitKind::Sync(_) | UnitKind::Media(_)) {
                 self.in_body = true;
             }
-            let chunk = self.chunks.chunk_of(unit.span.start);
-            let whole_before = self.chunks.start_of(chunk).unwrap_or(0);
+            let whole_before = self.chunks.start_of_chunk_at(unit.span.start);
             self.held.push_back(unit);
             while self
                 .held

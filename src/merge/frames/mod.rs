@@ -175,25 +175,25 @@ impl ChunkMap {
         }
     }
 
+    /// The start and index of the chunk holding byte `offset`.
+    fn holding(&self, offset: u64) -> (u64, u32) {
+        let i = self.starts.partition_point(|(start, _)| *start <= offset);
+        self.starts[i.saturating_sub(1)]
+    }
+
     /// The chunk holding byte `offset`.
     pub fn chunk_of(&self, offset: u64) -> u32 {
-        let i = self.starts.partition_point(|(start, _)| *start <= offset);
-        self.starts[i.saturating_sub(1)].1
+        self.holding(offset).1
     }
 
-    /// Where chunk `index` begins, if it was fed.
-    pub fn start_of(&self, index: u32) -> Option<u64> {
-        self.starts
-            .iter()
-            .find(|(_, i)| *i == index)
-            .map(|(start, _)| *start)
+    /// Where the chunk holding byte `offset` begins.
+    pub fn start_of_chunk_at(&self, offset: u64) -> u64 {
+        self.holding(offset).0
     }
 
-    /// The chunk boundaries inside `span`.
+    /// Whether `span` runs over a chunk boundary.
     pub fn crossed(&self, span: &Range<u64>) -> bool {
-        self.starts
-            .iter()
-            .any(|(start, _)| span.start < *start && *start < span.end)
+        span.end > span.start + 1 && self.holding(span.start) != self.holding(span.end - 1)
     }
 }
 

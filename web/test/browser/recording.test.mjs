@@ -1,6 +1,7 @@
 // Record about 8 s in each format through the demo page and check the result end to end: the
 // page gets `ready`, its player has the right duration and seeks, the download is the codecs
-// asked for, and nothing recorded was lost.
+// asked for, nothing recorded was lost, and each chunk went up with its SHA-256 (which the
+// server or the storage checked, or the upload would have failed).
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, test } from 'node:test';
@@ -42,8 +43,14 @@ describe('recording through the demo page', { timeout: 300_000 }, () => {
       try {
         const supported = await page.evaluate((t) => MediaRecorder.isTypeSupported(t), format.mimeType);
         assert.ok(supported, `this Chromium cannot record ${format.mimeType}`);
+        const checksums = [];
+        page.on('request', (r) => r.method() === 'PUT' && checksums.push(r.headers()['x-amz-checksum-sha256']));
         const rec = await recordOnDemo(page, { ...format, seconds: SECONDS });
         assert.equal(rec.error, null, `the page shows an error: ${rec.error}\nchunk sizes ${rec.chunkSizes}\n${consoleLines.join('\n')}`);
+        if (format.mode !== 'websocket') {
+          assert.ok(checksums.length > 0, 'chunks went up by PUT');
+          for (const c of checksums) assert.match(String(c), /^[A-Za-z0-9+/]{43}=$/, 'every chunk PUT carries its SHA-256');
+        }
 
         const player = await checkPlayer(page);
         log(`${name}: recorded ${rec.recordedS.toFixed(3)} s in ${rec.chunks} chunks; <video> duration ${player.duration.toFixed(3)} s; seek to ${player.target.toFixed(2)} landed at ${player.currentTime.toFixed(2)}`);

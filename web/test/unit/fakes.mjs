@@ -1,5 +1,6 @@
 // Test doubles for the library's injected dependencies: timers, a chunk sender, WebSocket,
-// fetch and MediaRecorder.
+// fetch, MediaRecorder and WebCrypto.
+import { createHash } from 'node:crypto';
 
 /** Let pending promise callbacks run. */
 export async function flush() {
@@ -162,8 +163,9 @@ export function fakeMediaRecorders(supported = () => true) {
         this.onstop?.();
       });
     }
-    data(size) {
-      this.ondataavailable?.({ data: new Blob([new Uint8Array(size)]) });
+    /** A blob of `content`: a size (zero bytes) or the bytes themselves. */
+    data(content) {
+      this.ondataavailable?.({ data: new Blob([typeof content === 'number' ? new Uint8Array(content) : content]) });
     }
   }
   return { instances, MediaRecorder: FakeMediaRecorder };
@@ -172,4 +174,28 @@ export function fakeMediaRecorders(supported = () => true) {
 export function fakeStream() {
   const track = { kind: 'video', addEventListener() {}, removeEventListener() {} };
   return { getTracks: () => [track], getVideoTracks: () => [track] };
+}
+
+/** The base64 SHA-256 of `bytes`, as the server checks it (`x-amz-checksum-sha256`). */
+export function sha256Base64(bytes) {
+  return createHash('sha256').update(bytes).digest('base64');
+}
+
+/**
+ * WebCrypto double: `subtle.digest` answers at once (node's own WebCrypto finishes on another
+ * thread, after flush()), and counts its calls.
+ */
+export function fakeCrypto() {
+  const crypto = {
+    digests: 0,
+    subtle: {
+      async digest(algorithm, data) {
+        if (algorithm !== 'SHA-256') throw new Error(`unexpected digest ${algorithm}`);
+        crypto.digests += 1;
+        const hash = createHash('sha256').update(new Uint8Array(data)).digest();
+        return hash.buffer.slice(hash.byteOffset, hash.byteOffset + hash.length);
+      },
+    },
+  };
+  return crypto;
 }

@@ -1,9 +1,11 @@
 // The Recorder end to end against fakes: the format choice, the REST calls of each upload mode,
-// stop with the final count, the events, and errors a person can act on.
+// each chunk's checksum and the retry of a damaged one, stop with the final count, the events,
+// and errors a person can act on.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { Api, MIME_TYPES, ScreenrecError, createRecorder, mediaError, pickMimeType } from '../../screenrec.js';
-import { FakeClock, fakeMediaRecorders, fakeStream, fakeWebSockets, flush, jsonResponse } from './fakes.mjs';
+import { FakeClock, fakeCrypto, fakeMediaRecorders, fakeStream, fakeWebSockets, flush, jsonResponse, sha256Base64 } from './fakes.mjs';
 
 const ID = '01JABCDEFGHJKMNPQRSTVWXYZ0';
 
@@ -41,6 +43,7 @@ function setup({ mode = 'server', routes, supported, ...opts } = {}) {
     random: () => 0.5,
     onlineTarget: null,
     minChunkBytes: 1,
+    crypto: fakeCrypto(),
     ...opts,
   });
   for (const type of ['progress', 'chunkSaved', 'mergeProgress', 'ready', 'error', 'state']) {
@@ -291,4 +294,155 @@ describe('Recorder', () => {
     assert.equal(recorder.durationMs, 1500);
     recorder.cancel();
   });
+});
+
+describe('chunk checksums', () => {
+  const CHECKSUM = 'x-amz-checksum-sha256';
+  const damaged = () => jsonResponse(400, { error: { code: 'checksum_mismatch', message: 'the body’s SHA-256 is AAAA, BBBB was declared' } });
+  const xml = (status, code) => ({ ...jsonResponse(status), text: async () => `<?xml version="1.0"?><Error><Code>${code}</Code></Error>` });
+
+  /**
+   * Presigned routes: a grant signs the declared checksum (and one more header) into the URL;
+   * `storage(seq)` and `confirm(seq)` may answer something other than success.
+   */
+  function presignedRoutes({ storage = () => null, confirm = () => null } = {}) {
+    return {
+      'POST /recordings/\\w+/chunks': ({ init }) => {
+        const { seq, sha256 } = JSON.parse(init.body);
+        const headers = sha256 ? { [CHECKSUM]: sha256, 'x-amz-sdk-checksum-algorithm': 'SHA256' } : undefined;
+        return jsonResponse(200, { index: seq, uploadUrl: `http://store.test/b/${seq}?sig`, method: 'PUT', headers, alreadyStored: false });
+      },
+      'PUT /b/\\d+': ({ url }) => storage(Number(new URL(url).pathname.split('/').at(-1))) || jsonResponse(200, undefined),
+      'POST /recordings/\\w+/chunks/\\d+/complete': ({ url }) => {
+        const seq = Number(url.split('/').at(-2));
+        return confirm(seq) || jsonResponse(200, { index: seq, duplicate: false });
+      },
+    };
+  }
+
+  /** Stop, let the uploads and their retries run, and finish with the server's ready event. */
+  async function finish({ recorder, ws, clock }) {
+    const sock = subscribe(ws);
+    const stopped = recorder.stop();
+    await clock.advance(60_000);
+    sock.reply({ type: 'recordingReady', recordingId: ID, version: 1, downloadUrl: 'u', durationS: 1, sizeBytes: 1, container: 'webm' });
+    return stopped;
+  }
+
+  test('server mode: each PUT carries the base64 SHA-256 of its bytes', async () => {
+    const t = setup({ mode: 'server' });
+    const parts = [randomBytes(1000), randomBytes(3000)];
+    await t.recorder.start();
+    for (const bytes of parts) t.mr.instances[0].data(bytes);
+    await flush();
+    const puts = t.server.requests.filter((r) => r.key.startsWith('PUT '));
+    assert.deepEqual(
+      puts.map((r) => r.init.headers[CHECKSUM]),
+      parts.map((bytes) => sha256Base64(bytes)),
+    );
+    assert.equal(puts[0].init.headers['Content-Type'], 'application/octet-stream');
+    t.recorder.cancel();
+  });
+
+  test('node’s WebCrypto gives the same checksum, once per chunk', async () => {
+    const api = new Api({ baseUrl: 'http://rec.test', fetch: async () => jsonResponse(200, {}), timers: new FakeClock() });
+    const bytes = randomBytes(5000);
+    const blob = new Blob([bytes]);
+    assert.equal(await api.checksum(blob), sha256Base64(bytes));
+    assert.equal(api.checksum(blob), api.checksum(blob), 'the same promise for the same chunk');
+  });
+
+  test('presigned mode: the grant declares size and checksum, and its headers go with the PUT to storage', async () => {
+    const t = setup({ mode: 'presigned', routes: presignedRoutes() });
+    const bytes = randomBytes(2000);
+    await t.recorder.start();
+    t.mr.instances[0].data(bytes);
+    await flush();
+    const grant = t.server.requests.find((r) => r.key === `POST /recordings/${ID}/chunks`);
+    assert.deepEqual(grant.body, { seq: 0, size: 2000, sha256: sha256Base64(bytes) });
+    const put = t.server.requests.find((r) => r.key === 'PUT /b/0');
+    assert.deepEqual(put.init.headers, { [CHECKSUM]: sha256Base64(bytes), 'x-amz-sdk-checksum-algorithm': 'SHA256' }, 'every signed header, and no Authorization');
+    assert.ok(t.server.keys().includes(`POST /recordings/${ID}/chunks/0/complete`));
+    t.recorder.cancel();
+  });
+
+  test('server mode: a chunk that arrived damaged is sent again after a backoff, with the same checksum', async () => {
+    let damage = 1;
+    const crypto = fakeCrypto();
+    const t = setup({ mode: 'server', crypto, routes: { 'PUT /recordings/\\w+/chunks/0': () => (damage-- > 0 ? damaged() : jsonResponse(200, { index: 0, duplicate: false })) } });
+    const bytes = randomBytes(1500);
+    await t.recorder.start();
+    t.mr.instances[0].data(bytes);
+    await flush();
+    assert.equal(t.recorder.progress.lastError, 'Uploading part 1: the part arrived damaged (the body’s SHA-256 is AAAA, BBBB was declared)');
+    assert.ok(t.clock.pending.length > 0, 'backing off');
+    const video = await finish(t);
+    assert.equal(video.downloadUrl, 'u');
+    const puts = t.server.requests.filter((r) => r.key === `PUT /recordings/${ID}/chunks/0`);
+    assert.equal(puts.length, 2);
+    assert.deepEqual(puts.map((r) => r.init.headers[CHECKSUM]), [sha256Base64(bytes), sha256Base64(bytes)]);
+    assert.equal(crypto.digests, 2, 'one digest per chunk (the 10-byte final one too), none per retry');
+    assert.deepEqual(t.of('error'), []);
+  });
+
+  const presignedDamage = {
+    'the file store refuses the body (400 checksum_mismatch)': { storage: damaged },
+    'the file store refuses a body it did not sign (403 invalid_signature)': {
+      storage: () => jsonResponse(403, { error: { code: 'invalid_signature', message: 'signed URL is not valid' } }),
+    },
+    'S3 refuses the body (400 BadDigest)': { storage: () => xml(400, 'BadDigest') },
+    'S3 refuses a body it did not sign (403 SignatureDoesNotMatch)': { storage: () => xml(403, 'SignatureDoesNotMatch') },
+    'the confirmation finds another object (400 checksum_mismatch)': { confirm: damaged },
+  };
+  for (const [name, answer] of Object.entries(presignedDamage)) {
+    test(`presigned mode: ${name}: grant, PUT and confirm again`, async () => {
+      let damage = 1;
+      const once = (respond) => respond && ((seq) => (seq === 0 && damage-- > 0 ? respond() : null));
+      const t = setup({ mode: 'presigned', routes: presignedRoutes({ storage: once(answer.storage), confirm: once(answer.confirm) }) });
+      await t.recorder.start();
+      t.mr.instances[0].data(randomBytes(800));
+      await finish(t);
+      const chunk0 = t.server.requests.map((r) => {
+        if (r.key === `POST /recordings/${ID}/chunks` && JSON.parse(r.init.body).seq === 0) return 'grant';
+        if (r.key === 'PUT /b/0') return 'put';
+        if (r.key === `POST /recordings/${ID}/chunks/0/complete`) return 'confirm';
+        return null;
+      });
+      const first = answer.confirm ? ['grant', 'put', 'confirm'] : ['grant', 'put'];
+      assert.deepEqual(chunk0.filter(Boolean), [...first, 'grant', 'put', 'confirm']);
+      assert.deepEqual(t.of('error'), []);
+      assert.equal(t.recorder.state, 'ready');
+    });
+  }
+
+  test('a chunk damaged on every attempt fails the recording once the retries run out', async () => {
+    const t = setup({ mode: 'server', retry: { maxAttempts: 3 }, routes: { 'PUT /recordings/\\w+/chunks/0': damaged } });
+    await t.recorder.start();
+    t.mr.instances[0].data(100);
+    await t.clock.advance(60_000);
+    assert.equal(t.server.requests.filter((r) => r.key === `PUT /recordings/${ID}/chunks/0`).length, 3);
+    assert.equal(t.recorder.state, 'failed');
+    const [err] = t.of('error');
+    assert.equal(err.serverCode, 'checksum_mismatch');
+    assert.equal(err.status, 400);
+    assert.equal(err.retryable, true);
+    assert.match(err.message, /part 1: the part arrived damaged/);
+  });
+
+  for (const [name, crypto] of Object.entries({ 'no crypto.subtle (an insecure context)': {}, 'no crypto at all': null })) {
+    test(`${name}: chunks go without a checksum, and the recording works`, async () => {
+      for (const mode of ['server', 'presigned']) {
+        const t = setup({ mode, crypto, routes: presignedRoutes() });
+        await t.recorder.start();
+        t.mr.instances[0].data(700);
+        const video = await finish(t);
+        assert.equal(video.downloadUrl, 'u');
+        for (const r of t.server.requests) assert.equal(r.init.headers?.[CHECKSUM], undefined, `${mode}: ${r.key}`);
+        if (mode === 'presigned') {
+          const grants = t.server.requests.filter((r) => r.key === `POST /recordings/${ID}/chunks`);
+          assert.deepEqual(grants.map((r) => r.body), [{ seq: 0, size: 700 }, { seq: 1, size: 10 }]);
+        }
+      }
+    });
+  }
 });
