@@ -248,11 +248,15 @@ impl Error {
         self.status().is_server_error()
     }
 
-    /// A chunk that cannot be used as it is stored: missing, or changed since it was received.
-    pub fn is_unusable_chunk(&self) -> bool {
+    /// A chunk that cannot be used as it is: missing, changed since it was received, damaged,
+    /// or not of the recording's layout. A salvage leaves such a chunk out.
+    pub fn is_bad_chunk(&self) -> bool {
         matches!(
             self,
-            Error::MissingChunks { .. } | Error::ChunkCorrupted { .. }
+            Error::MissingChunks { .. }
+                | Error::ChunkCorrupted { .. }
+                | Error::FramesLost { .. }
+                | Error::MixedChunkLayout(_)
         )
     }
 

@@ -177,7 +177,7 @@ pub async fn prepare(source: &dyn ChunkSource, salvage: bool) -> Result<Prepared
     {
         match source.fetch(head.len() as u32).await {
             Ok(chunk) => head.push(chunk),
-            Err(e) if salvage && e.is_unusable_chunk() => break,
+            Err(e) if salvage && e.is_bad_chunk() => break,
             Err(e) => return Err(e),
         }
     }
@@ -391,7 +391,7 @@ async fn salvage_stream(
     while let Some((i, fetched)) = rest.next().await {
         let pieces = match fetched {
             Ok(bytes) => salvage.feed(i, bytes)?,
-            Err(e) if e.is_unusable_chunk() => salvage.missing(i)?,
+            Err(e) if e.is_bad_chunk() => salvage.missing(i)?,
             Err(e) => return Err(e),
         };
         write(&mut stdin, pieces).await?;
@@ -459,7 +459,7 @@ impl Files<'_> {
         while let Some((i, written)) = files.next().await {
             let (path, counted, duration_s) = match written {
                 Ok(w) => w,
-                Err(e) if salvage && (e.is_unusable_chunk() || e.code() == "frames_lost") => {
+                Err(e) if salvage && e.is_bad_chunk() => {
                     gap.get_or_insert_with(|| Lost {
                         from_s: offset_s,
                         to_s: Some(offset_s),

@@ -299,6 +299,73 @@ fn cli_never_merges_a_damaged_recording_short() {
     );
 }
 
+/// `screenrec merge --salvage`: a gap in the numbering and a damaged restart-style file are left
+/// out and reported; what is kept is whole.
+#[test]
+fn cli_salvages_what_it_can() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, chunks: &[(u32, &Vec<u8>)], ext: &str| {
+        let at = dir.path().join(name);
+        let out = Command::new(env!("CARGO_BIN_EXE_screenrec"))
+            .args(["merge", "--salvage", "--out-dir"])
+            .arg(at.join("out"))
+            .args(write_chunks(&at, chunks, ext))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+
+    // A timeslice recording without chunk 6: video resumes at the next keyframe.
+    let f = Recording::load("vp8-opus-ts1000");
+    let without: Vec<(u32, &Vec<u8>)> = f
+        .chunks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 6)
+        .map(|(i, c)| (i as u32, c))
+        .collect();
+    let report = run("gap", &without, "webm");
+    assert_eq!(report["salvaged"], true, "{report}");
+    let lost = report["lost"].as_array().unwrap();
+    assert_eq!(lost.len(), 1, "{report}");
+    assert!(
+        lost[0]["chunks"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(6)),
+        "{report}"
+    );
+    let (video, audio) = frames(&report);
+    assert!(
+        video > 0 && video < 355 && audio > 0 && audio < 201,
+        "{report}"
+    );
+
+    // A restart-style recording whose file 2 is cut: the other files are merged whole.
+    let r = Recording::load("vp8-restart2000");
+    let cut = r.chunks[2][..r.chunks[2].len() / 2].to_vec();
+    let damaged: Vec<(u32, &Vec<u8>)> = r
+        .chunks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (i as u32, if i == 2 { &cut } else { c }))
+        .collect();
+    let report = run("restart", &damaged, "webm");
+    assert_eq!(report["salvaged"], true, "{report}");
+    assert_eq!(
+        report["lost"][0]["chunks"],
+        serde_json::json!([2]),
+        "{report}"
+    );
+    // File 2 holds 57 of the 211 frames.
+    assert_eq!(frames(&report), (211 - 57, 0), "{report}");
+}
+
 async fn wait_for_terminal(client: &Client, rec: &Rec) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
