@@ -335,7 +335,7 @@ fn accounting_s(files: &[PathBuf], reps: usize) -> anyhow::Result<(f64, u64)> {
     let mut frames = 0;
     for _ in 0..reps {
         let started = Instant::now();
-        let mut accounting = Accounting::new(Format::sniff(&chunks[0])?);
+        let mut accounting = Accounting::new(Format::sniff(&chunks[0])?, chunks.len() as u32);
         for (i, chunk) in chunks.iter().enumerate() {
             for piece in chunk.chunks(1 << 20) {
                 accounting.feed(i as u32, piece)?;

@@ -330,7 +330,7 @@ async fn stream(
     head: Vec<Bytes>,
     mut stdin: ChildStdin,
 ) -> Result<Inventory> {
-    let mut accounting = Accounting::new(format);
+    let mut accounting = Accounting::new(format, source.count());
     let first = head.len() as u32;
     for (i, bytes) in head.iter().enumerate() {
         accounting.feed(i as u32, bytes)?;
@@ -417,7 +417,7 @@ type Written = (PathBuf, Inventory, Option<f64>);
 impl Files<'_> {
     /// Write file `index`, counting its frames; checked like any chunk.
     async fn file(&self, index: u32, head: Option<&Bytes>) -> Result<Written> {
-        let mut accounting = Accounting::new(self.format);
+        let mut accounting = Accounting::new(self.format, 1);
         let body = match head {
             Some(b) => futures::stream::iter([Ok(b.clone())]).boxed(),
             None => self.source.open(index).await?,

@@ -420,7 +420,7 @@ impl Salvage {
 
     fn kept_add(&mut self, frames: &super::frames::Frames, chunk: u32) {
         if self.kept.tracks.is_empty() {
-            self.kept = Inventory::for_tracks(self.scanner.tracks());
+            self.kept = Inventory::for_tracks(self.scanner.tracks(), 0);
             self.latest = vec![None; self.kept.tracks.len()];
         }
         self.kept.add(frames, chunk);

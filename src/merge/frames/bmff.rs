@@ -9,7 +9,7 @@
 use std::ops::Range;
 
 use super::walk::{Grammar, Head, Step};
-use super::{Frames, Track, TrackKind, Unit, UnitKind};
+use super::{FrameList, Frames, Track, TrackKind, Unit, UnitKind};
 
 const fn fourcc(s: &[u8; 4]) -> u32 {
     u32::from_be_bytes(*s)
@@ -111,7 +111,7 @@ impl Trun {
 #[derive(Debug, Default)]
 struct Fragment {
     start: u64,
-    frames: Vec<Frames>,
+    frames: FrameList,
     data: Vec<Range<u64>>,
     trafs: u32,
     /// Where the previous `traf`'s data ended (the base of the next one without its own).

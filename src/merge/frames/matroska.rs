@@ -383,14 +383,14 @@ impl Grammar for Matroska {
                 });
                 return Ok(());
             }
-            (Some(CLUSTER), SIMPLE_BLOCK) => {
-                UnitKind::Media(vec![self.block.take().ok_or("a block ended twice")?])
-            }
+            (Some(CLUSTER), SIMPLE_BLOCK) => UnitKind::Media(smallvec::smallvec![
+                self.block.take().ok_or("a block ended twice")?
+            ]),
             (Some(CLUSTER), BLOCK_GROUP) => {
                 let (frames, references) = self.group.take().ok_or("a BlockGroup ended twice")?;
                 let mut frames = frames.ok_or("a BlockGroup without a Block")?;
                 frames.key = !references;
-                UnitKind::Media(vec![frames])
+                UnitKind::Media(smallvec::smallvec![frames])
             }
             (Some(CLUSTER), TIMESTAMP) => UnitKind::Copy,
             (None, EBML) | (Some(SEGMENT), INFO | TRACKS) => UnitKind::Header(None),

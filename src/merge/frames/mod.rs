@@ -60,6 +60,10 @@ pub struct Frames {
     pub laced: bool,
 }
 
+/// The frames of a unit, per track: one for a Matroska block, one per track for an MP4
+/// fragment (held inline for two tracks, so counting allocates nothing per unit).
+pub type FrameList = smallvec::SmallVec<[Frames; 2]>;
+
 /// A whole element of the stream, as salvage copies or drops it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Unit {
@@ -74,7 +78,7 @@ pub enum UnitKind {
     /// Where a cluster begins (a Matroska Cluster's header, written as the given bytes).
     Sync(Option<Vec<u8>>),
     /// Media: a block, or a fragment with its samples.
-    Media(Vec<Frames>),
+    Media(FrameList),
     /// Copied as it is (a cluster's timestamp).
     Copy,
     /// Not needed in a salvaged stream (indexes, padding).
@@ -84,8 +88,8 @@ pub enum UnitKind {
 /// A streaming parser of one container format.
 #[derive(Debug)]
 pub enum Scanner {
-    Matroska(Walker<matroska::Matroska>),
-    Mp4(Walker<bmff::Bmff>),
+    Matroska(Box<Walker<matroska::Matroska>>),
+    Mp4(Box<Walker<bmff::Bmff>>),
 }
 
 /// Call `$body` with the scanner's walker, whichever format it parses.
@@ -101,8 +105,8 @@ macro_rules! each {
 impl Scanner {
     pub fn new(format: Format) -> Self {
         match format {
-            Format::Matroska => Scanner::Matroska(Walker::new(Default::default())),
-            Format::Mp4 => Scanner::Mp4(Walker::new(Default::default())),
+            Format::Matroska => Scanner::Matroska(Box::new(Walker::new(Default::default()))),
+            Format::Mp4 => Scanner::Mp4(Box::new(Walker::new(Default::default()))),
         }
     }
 
@@ -116,7 +120,12 @@ impl Scanner {
 
     /// The units completed so far, taken.
     pub fn take_units(&mut self) -> Vec<Unit> {
-        each!(self, w => std::mem::take(&mut w.grammar.units))
+        std::mem::take(self.units())
+    }
+
+    /// The units completed so far, where the grammar puts them.
+    fn units(&mut self) -> &mut Vec<Unit> {
+        each!(self, w => &mut w.grammar.units)
     }
 
     pub fn tracks(&self) -> &[Track] {
@@ -154,9 +163,11 @@ impl Scanner {
     pub fn resync(&self, at: u64, floor_s: Option<f64>) -> Self {
         match self {
             Scanner::Matroska(w) => {
-                Scanner::Matroska(w.restart_at(w.grammar.resumed(floor_s), at, true))
+                Scanner::Matroska(Box::new(w.restart_at(w.grammar.resumed(floor_s), at, true)))
             }
-            Scanner::Mp4(w) => Scanner::Mp4(w.restart_at(w.grammar.resumed(None), at, false)),
+            Scanner::Mp4(w) => {
+                Scanner::Mp4(Box::new(w.restart_at(w.grammar.resumed(None), at, false)))
+            }
         }
     }
 }
@@ -218,7 +229,8 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    pub fn for_tracks(tracks: &[Track]) -> Self {
+    /// An empty inventory of `tracks`, with room for marks of `chunks` chunks.
+    pub fn for_tracks(tracks: &[Track], chunks: u32) -> Self {
         Self {
             tracks: tracks
                 .iter()
@@ -228,7 +240,7 @@ impl Inventory {
                     first_s: None,
                     last_s: None,
                     laced: false,
-                    marks: Vec::new(),
+                    marks: Vec::with_capacity(chunks as usize),
                 })
                 .collect(),
         }
@@ -361,19 +373,24 @@ pub struct Mismatch {
 }
 
 /// The accounting of a normal merge: every byte fed to ffmpeg is also fed here; damage stops
-/// the merge with `frames_lost`, naming the chunk.
+/// the merge with `frames_lost`, naming the chunk. Its memory is taken once, for `chunks`
+/// chunks, not as it goes.
 #[derive(Debug)]
 pub struct Accounting {
     scanner: Scanner,
     chunks: ChunkMap,
+    expected: u32,
     inventory: Inventory,
 }
 
 impl Accounting {
-    pub fn new(format: Format) -> Self {
+    pub fn new(format: Format, chunks: u32) -> Self {
         Self {
             scanner: Scanner::new(format),
-            chunks: ChunkMap::default(),
+            chunks: ChunkMap {
+                starts: Vec::with_capacity(chunks as usize),
+            },
+            expected: chunks,
             inventory: Inventory::default(),
         }
     }
@@ -392,16 +409,19 @@ impl Accounting {
         self.count();
         finished.map_err(|d| self.lost(d))?;
         if self.inventory.tracks.is_empty() {
-            self.inventory = Inventory::for_tracks(self.scanner.tracks());
+            self.inventory = Inventory::for_tracks(self.scanner.tracks(), 0);
         }
         Ok((self.inventory, self.scanner.duration_s()))
     }
 
     fn count(&mut self) {
-        for unit in self.scanner.take_units() {
+        // The units' buffer goes back to the grammar emptied, its room kept.
+        let mut units = std::mem::take(self.scanner.units());
+        for unit in units.drain(..) {
             if let UnitKind::Media(frames) = unit.kind {
+                // Media comes after the header: every track is known by now.
                 if self.inventory.tracks.is_empty() {
-                    self.inventory = Inventory::for_tracks(self.scanner.tracks());
+                    self.inventory = Inventory::for_tracks(self.scanner.tracks(), self.expected);
                 }
                 let chunk = self.chunks.chunk_of(unit.span.start);
                 for f in &frames {
@@ -409,6 +429,7 @@ impl Accounting {
                 }
             }
         }
+        *self.scanner.units() = units;
     }
 
     fn lost(&self, damage: Damage) -> Error {

@@ -34,7 +34,7 @@ fn format_of(chunks: &[Vec<u8>]) -> Format {
 
 /// Account for `chunks` as one stream, fed in pieces of at most `piece` bytes.
 fn account(chunks: &[Vec<u8>], piece: usize) -> Result<Inventory, Error> {
-    let mut a = Accounting::new(format_of(chunks));
+    let mut a = Accounting::new(format_of(chunks), chunks.len() as u32);
     for (i, c) in chunks.iter().enumerate() {
         for p in c.chunks(piece) {
             a.feed(i as u32, p)?;
@@ -95,7 +95,7 @@ fn restart_style_files_each_count_on_their_own() {
     let mut total = Inventory::default();
     let mut offset = 0.0;
     for (i, c) in chunks.iter().enumerate() {
-        let mut a = Accounting::new(Format::Matroska);
+        let mut a = Accounting::new(Format::Matroska, 1);
         a.feed(i as u32, c).unwrap();
         let (inv, duration) = a.finish().unwrap();
         let duration = duration.unwrap();
@@ -163,7 +163,7 @@ fn a_last_byte_cut_or_garbage_appended_is_damage_in_any_chunk() {
 #[test]
 fn a_restart_style_file_cut_to_half_is_damage() {
     for (i, c) in fixture("vp8-restart2000").iter().enumerate() {
-        let mut a = Accounting::new(Format::Matroska);
+        let mut a = Accounting::new(Format::Matroska, 1);
         a.feed(i as u32, &c[..c.len() / 2]).unwrap();
         let e = a.finish().unwrap_err();
         assert_eq!(e.code(), "frames_lost", "file {i}");

@@ -31,7 +31,8 @@ pub struct Head {
 pub enum Step {
     /// A container: children follow.
     Enter,
-    /// Read up to this many bytes of the payload (see [`Grammar::read`]), skip the rest.
+    /// Read up to this many bytes of the payload (at most 64; see [`Grammar::read`]), skip the
+    /// rest.
     Read(usize),
     /// Skip the payload.
     Skip,
@@ -53,7 +54,7 @@ pub trait Grammar {
 
     /// The first bytes of a [`Step::Read`] element's payload (fewer only when the payload is
     /// shorter). `Some(n)`: hand the rest of the payload to [`Grammar::record`] in records of
-    /// `n` bytes; `None`: skip it.
+    /// `n` bytes (at most 64); `None`: skip it.
     fn read(&mut self, id: u32, bytes: &[u8], size: u64) -> Result<Option<usize>, String>;
 
     /// One fixed-size record of an element's payload (see [`Grammar::read`]).
@@ -71,6 +72,32 @@ pub trait Grammar {
     fn exit(&mut self, parent: Option<u32>, id: u32, span: Range<u64>) -> Result<(), String>;
 }
 
+/// The most bytes held at once: a header, a payload prefix, or a record.
+const HELD: usize = 64;
+
+/// Up to [`HELD`] bytes, held inline, so that parsing allocates nothing as it goes.
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    bytes: [u8; HELD],
+    len: usize,
+}
+
+impl Held {
+    const EMPTY: Self = Self {
+        bytes: [0; HELD],
+        len: 0,
+    };
+
+    fn push(&mut self, data: &[u8]) {
+        self.bytes[self.len..self.len + data.len()].copy_from_slice(data);
+        self.len += data.len();
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Open {
     id: u32,
@@ -86,22 +113,14 @@ impl Open {
     }
 }
 
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 enum Mode {
     /// Between elements; holds the bytes of a header read so far.
-    Header(Vec<u8>),
+    Header(Held),
     /// Reading the first `want` bytes of a leaf's payload.
-    Read {
-        leaf: Open,
-        want: usize,
-        got: Vec<u8>,
-    },
+    Read { leaf: Open, want: usize, got: Held },
     /// Handing a leaf's payload over in records of `len` bytes.
-    Records {
-        leaf: Open,
-        len: usize,
-        got: Vec<u8>,
-    },
+    Records { leaf: Open, len: usize, got: Held },
     /// Skipping to a leaf's end.
     Skip { leaf: Open },
 }
@@ -120,7 +139,7 @@ impl<G: Grammar> Walker<G> {
             grammar,
             pos: 0,
             open: Vec::new(),
-            mode: Mode::Header(Vec::new()),
+            mode: Mode::Header(Held::EMPTY),
         }
     }
 
@@ -136,7 +155,7 @@ impl<G: Grammar> Walker<G> {
             grammar,
             pos,
             open,
-            mode: Mode::Header(Vec::new()),
+            mode: Mode::Header(Held::EMPTY),
         }
     }
 
@@ -148,8 +167,8 @@ impl<G: Grammar> Walker<G> {
     /// Where the element being read began, or `None` between elements.
     pub fn inside(&self) -> Option<u64> {
         match &self.mode {
-            Mode::Header(buf) if buf.is_empty() => None,
-            Mode::Header(buf) => Some(self.pos - buf.len() as u64),
+            Mode::Header(buf) if buf.len == 0 => None,
+            Mode::Header(buf) => Some(self.pos - buf.len as u64),
             Mode::Read { leaf, .. } | Mode::Records { leaf, .. } | Mode::Skip { leaf } => {
                 Some(leaf.start)
             }
@@ -206,28 +225,28 @@ impl<G: Grammar> Walker<G> {
         let Mode::Header(buf) = &mut self.mode else {
             unreachable!("between elements")
         };
-        let held = buf.len();
+        let held = buf.len;
         let start = self.pos - held as u64;
         let take = data.len().min(G::MAX_HEADER - held);
         let parsed = if held == 0 {
             self.grammar.header(data)
         } else {
-            buf.extend_from_slice(&data[..take]);
-            self.grammar.header(buf)
+            buf.push(&data[..take]);
+            self.grammar.header(buf.as_slice())
         }
         .map_err(|why| damage(start, why))?;
         match parsed {
             Some(head) => {
-                buf.clear();
+                *buf = Held::EMPTY;
                 self.pos = start + head.len;
                 self.begin(head, start)?;
                 Ok(head.len as usize - held)
             }
             None => {
                 if held == 0 {
-                    buf.extend_from_slice(&data[..take]);
+                    buf.push(&data[..take]);
                 }
-                if buf.len() >= G::MAX_HEADER {
+                if buf.len >= G::MAX_HEADER {
                     return Err(damage(start, "a header that does not parse"));
                 }
                 self.pos += take as u64;
@@ -241,10 +260,10 @@ impl<G: Grammar> Walker<G> {
             unreachable!("reading")
         };
         let left = leaf.end.expect("sized") - self.pos;
-        let n = data.len().min(*want - got.len()).min(left as usize);
-        got.extend_from_slice(&data[..n]);
+        let n = data.len().min(*want - got.len).min(left as usize);
+        got.push(&data[..n]);
         self.pos += n as u64;
-        if got.len() == *want || self.pos == leaf.end.expect("sized") {
+        if got.len == *want || self.pos == leaf.end.expect("sized") {
             self.hand_over_read()?;
         }
         Ok(n)
@@ -252,20 +271,18 @@ impl<G: Grammar> Walker<G> {
 
     /// Give the grammar what was read of a leaf, then skip the rest or read it in records.
     fn hand_over_read(&mut self) -> Result<(), Damage> {
-        let Mode::Read { leaf, got, .. } =
-            std::mem::replace(&mut self.mode, Mode::Header(Vec::new()))
-        else {
+        let Mode::Read { leaf, got, .. } = self.mode else {
             unreachable!("reading")
         };
         let next = self
             .grammar
-            .read(leaf.id, &got, leaf.size())
+            .read(leaf.id, got.as_slice(), leaf.size())
             .map_err(|why| damage(leaf.start, why))?;
         self.mode = match next {
             Some(len) if len > 0 => Mode::Records {
                 leaf,
-                len,
-                got: Vec::with_capacity(len),
+                len: len.min(HELD),
+                got: Held::EMPTY,
             },
             _ => Mode::Skip { leaf },
         };
@@ -279,17 +296,17 @@ impl<G: Grammar> Walker<G> {
         let end = leaf.end.expect("sized");
         let n = data
             .len()
-            .min(*len - got.len())
+            .min(*len - got.len)
             .min((end - self.pos) as usize);
-        got.extend_from_slice(&data[..n]);
+        got.push(&data[..n]);
         self.pos += n as u64;
-        if got.len() == *len {
+        if got.len == *len {
             self.grammar
-                .record(leaf.id, got)
+                .record(leaf.id, got.as_slice())
                 .map_err(|why| damage(leaf.start, why))?;
-            got.clear();
+            *got = Held::EMPTY;
         }
-        if self.pos == end && !got.is_empty() {
+        if self.pos == end && got.len != 0 {
             return Err(damage(leaf.start, "a record runs past its element"));
         }
         self.end_leaf_if_done()?;
@@ -315,7 +332,7 @@ impl<G: Grammar> Walker<G> {
             return Ok(());
         }
         let leaf = *leaf;
-        self.mode = Mode::Header(Vec::new());
+        self.mode = Mode::Header(Held::EMPTY);
         self.exit(leaf, self.pos)
     }
 
@@ -375,8 +392,8 @@ impl<G: Grammar> Walker<G> {
             Step::Read(want) => {
                 self.mode = Mode::Read {
                     leaf: element,
-                    want,
-                    got: Vec::with_capacity(want.min(head.size.unwrap_or(0) as usize)),
+                    want: want.min(HELD),
+                    got: Held::EMPTY,
                 };
                 if want == 0 || end == Some(body) {
                     self.hand_over_read()?;

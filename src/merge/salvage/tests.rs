@@ -44,7 +44,7 @@ fn salvage(chunks: &[Option<Vec<u8>>]) -> (Vec<u8>, Salvaged) {
 
 /// The salvaged stream parses whole and holds exactly what the salvage kept.
 fn parses_as_kept(name: &str, what: &str, out: &[u8], kept: &Inventory) -> Inventory {
-    let mut a = Accounting::new(Format::sniff(out).unwrap());
+    let mut a = Accounting::new(Format::sniff(out).unwrap(), 1);
     a.feed(0, out)
         .unwrap_or_else(|e| panic!("{name}, {what}: salvaged stream damaged: {e}"));
     let (inv, _) = a.finish().unwrap();
@@ -60,7 +60,7 @@ fn an_undamaged_recording_is_salvaged_whole() {
         let chunks: Vec<Option<Vec<u8>>> = whole.iter().cloned().map(Some).collect();
         let (out, salvaged) = salvage(&chunks);
         assert!(salvaged.lost.is_empty(), "{name}: {:?}", salvaged.lost);
-        let mut a = Accounting::new(Format::sniff(&whole[0]).unwrap());
+        let mut a = Accounting::new(Format::sniff(&whole[0]).unwrap(), whole.len() as u32);
         for (i, c) in whole.iter().enumerate() {
             a.feed(i as u32, c).unwrap();
         }
