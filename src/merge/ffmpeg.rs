@@ -332,9 +332,10 @@ async fn stream(
 ) -> Result<Inventory> {
     let mut accounting = Accounting::new(format, source.count());
     let first = head.len() as u32;
-    for (i, bytes) in head.iter().enumerate() {
-        accounting.feed(i as u32, bytes)?;
-        stdin.write_all(bytes).await.map_err(pipe_err)?;
+    // By value: each chunk is freed once written, not held to the end of the merge.
+    for (i, bytes) in head.into_iter().enumerate() {
+        accounting.feed(i as u32, &bytes)?;
+        stdin.write_all(&bytes).await.map_err(pipe_err)?;
     }
     let mut rest = futures::stream::iter(first..source.count())
         .map(|i| async move {
