@@ -144,6 +144,8 @@ impl Merger {
                         },
                     )
                     .await?;
+                // The durable record first, then the news: whoever hears of it can read it.
+                self.record(id).await;
                 match download_url(self.store.as_ref(), id, &output, self.presign_ttl).await {
                     Ok(url) => {
                         let kind = EventKind::RecordingReady {
@@ -159,7 +161,7 @@ impl Merger {
                     }
                     Err(e) => warn!(recording_id = %id, error = %e, "no download URL to announce"),
                 }
-                self.finish(id, count).await;
+                self.remove_chunks(id, count).await;
                 info!(recording_id = %id, output = %output, "recording ready");
                 Ok(Outcome::Ready)
             }
@@ -227,9 +229,7 @@ impl Merger {
                 break;
             }
         }
-        if let Err(e) = write_manifest(self.store.as_ref(), self.coord.as_ref(), id).await {
-            warn!(recording_id = %id, error = %e, "manifest not updated");
-        }
+        self.record(id).await;
         Ok(())
     }
 
@@ -345,9 +345,19 @@ impl Merger {
     /// After success: the durable manifest, and the chunks removed unless kept. Idempotent, so
     /// a job delivered again after its worker died here finishes the work.
     async fn finish(&self, id: &RecordingId, count: u32) {
+        self.record(id).await;
+        self.remove_chunks(id, count).await;
+    }
+
+    /// Write the durable manifest from the current state; a failure is logged.
+    async fn record(&self, id: &RecordingId) {
         if let Err(e) = write_manifest(self.store.as_ref(), self.coord.as_ref(), id).await {
             warn!(recording_id = %id, error = %e, "manifest not updated");
         }
+    }
+
+    /// Delete a merged recording's chunks, unless they are kept.
+    async fn remove_chunks(&self, id: &RecordingId, count: u32) {
         if self.settings.keep_chunks {
             return;
         }

@@ -651,7 +651,15 @@ async fn salvage_is_asked_for_and_reported_in_the_status_the_manifest_and_the_ev
             true
         );
 
-        let manifest = app.manifest(&rec).await;
+        // The worker writes the manifest just after the state: wait for it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let manifest = loop {
+            let manifest = app.manifest(&rec).await;
+            if manifest["recording"]["status"] == "ready" || Instant::now() > deadline {
+                break manifest;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         assert_eq!(
             manifest["recording"]["salvaged"], true,
             "{label}: {manifest}"

@@ -332,9 +332,17 @@ impl Client {
             return grant;
         }
         if let Some(url) = grant.body["uploadUrl"].as_str() {
-            let put = self.http.put(url).body(bytes).send().await.unwrap();
-            if !put.status().is_success() {
-                return answer(put).await;
+            // A 5xx from the storage is retried, as a browser client does (moto answers 500 to
+            // one of two PUTs racing to the same key).
+            for attempt in 1.. {
+                let put = self.http.put(url).body(bytes.clone()).send().await.unwrap();
+                if put.status().is_success() {
+                    break;
+                }
+                if !put.status().is_server_error() || attempt == 3 {
+                    return answer(put).await;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
             }
         }
         self.send(
