@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use axum::Router;
@@ -14,11 +15,14 @@ use crate::coord::{Coordinator, MemoryCoordinator, RedisCoordinator};
 use crate::domain::random_bytes;
 use crate::error::{Error, Result};
 use crate::http::{AppState, router};
-use crate::merge::{Ffmpeg, MergeSettings, Merger, run_stream_workers, run_workers};
+use crate::merge::{Ffmpeg, MergeSettings, Merger, Stopping, run_stream_workers, run_workers};
 use crate::notify::{ApiGatewayNotifier, Hub, Notifier, RedisNotifier};
 use crate::queue::{ChannelQueue, MergeJob, MergeQueue, RedisQueue, SqsQueue};
+use crate::records::Records;
 use crate::service::Recordings;
+use crate::shutdown::{self, Shutdown, Trigger};
 use crate::store::{FsStore, ObjectStore, S3Store, UrlSigner};
+use crate::sweep::Sweeper;
 
 /// Where this instance's merge workers take jobs from.
 pub enum Jobs {
@@ -76,13 +80,13 @@ impl Core {
             queue,
             jobs,
         } = coordination(config, aws.as_ref()).await?;
-        let recordings = Arc::new(Recordings::new(
+        let records = Arc::new(Records::new(
             store.clone(),
             coord.clone(),
             queue,
-            notifier.clone(),
             config.limits.clone(),
         ));
+        let recordings = Arc::new(Recordings::new(records, notifier.clone()));
         Ok(Self {
             config: config.clone(),
             store,
@@ -96,15 +100,30 @@ impl Core {
     }
 
     pub fn state(&self) -> AppState {
+        self.state_until(Shutdown::never())
+    }
+
+    /// The transports' state, their sessions ending at `shutdown`.
+    pub fn state_until(&self, shutdown: Shutdown) -> AppState {
         AppState {
             recordings: self.recordings.clone(),
             files: self.files.clone(),
             web_dir: self.config.web_dir.as_deref().map(Arc::from),
+            shutdown,
         }
     }
 
     pub fn router(&self) -> Router {
         router(self.state())
+    }
+
+    /// The sweeper, over the same record and notifier.
+    pub fn sweeper(&self) -> Arc<Sweeper> {
+        Arc::new(Sweeper::new(
+            self.recordings.records().clone(),
+            self.notifier.clone(),
+            self.config.sweep.clone(),
+        ))
     }
 
     /// The merge engine, with the ffmpeg it runs (an error names what is missing).
@@ -113,14 +132,14 @@ impl Core {
         info!(ffmpeg = %ffmpeg.path().display(), "merge: ffmpeg");
         let merge = &self.config.merge;
         Ok(Arc::new(Merger::new(
-            self.store.clone(),
-            self.coord.clone(),
+            self.recordings.records().clone(),
             self.notifier.clone(),
             MergeSettings {
                 ffmpeg,
                 work_dir: merge.work_dir.clone(),
                 keep_chunks: merge.keep_chunks,
                 max_deliveries: merge.max_deliveries,
+                lease: merge.lease,
             },
             self.config.limits.presign_ttl,
         )))
@@ -198,38 +217,88 @@ fn uses_aws(config: &Config) -> bool {
         || config.serverless.apigw_management_endpoint.is_some()
 }
 
-/// Everything `screenrec serve` runs: the router and this instance's merge workers.
+/// Everything `screenrec serve` runs: the router, this instance's merge workers and its sweeper,
+/// all stopping at one shutdown.
 pub struct App {
     pub state: AppState,
     pub router: Router,
     pub jobs: Jobs,
     pub merger: Arc<Merger>,
+    pub sweeper: Arc<Sweeper>,
+    trigger: Trigger,
+    shutdown: Shutdown,
 }
 
 impl App {
-    /// Start this instance's merge workers on the queued jobs.
+    /// Start this instance's merge workers and sweeper, for as long as the process runs.
     pub fn spawn_workers(self, workers: usize) -> (AppState, Router) {
-        match self.jobs {
-            Jobs::Local(rx) => {
-                tokio::spawn(run_workers(self.merger, rx, workers));
-            }
-            Jobs::Stream(q) => {
-                tokio::spawn(run_stream_workers(self.merger, q, workers));
-            }
-            Jobs::External => info!("merge jobs go to SQS; no merge workers here"),
-        }
+        let stopping = Stopping {
+            shutdown: Shutdown::never(),
+            grace: Duration::ZERO,
+        };
+        tokio::spawn(self.sweeper.clone().run(Shutdown::never().fired_owned()));
+        tokio::spawn(workers_of(self.jobs, self.merger, workers, stopping));
         (self.state, self.router)
+    }
+
+    /// `screenrec serve`: serve on `listener` until `signal`. Then take no new work, finish the
+    /// requests in flight, give the merges in flight `grace` to finish, and hand back the rest
+    /// to the other instances: a rolling restart loses nothing.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        workers: usize,
+        grace: Duration,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let stopping = Stopping {
+            shutdown: self.shutdown.clone(),
+            grace,
+        };
+        let sweeping = tokio::spawn(
+            self.sweeper
+                .clone()
+                .run(self.shutdown.clone().fired_owned()),
+        );
+        let merging = tokio::spawn(workers_of(self.jobs, self.merger, workers, stopping));
+        let trigger = self.trigger;
+        serve(listener, self.router, async move {
+            signal.await;
+            info!(
+                grace_s = grace.as_secs(),
+                "stopping: no new work; finishing what is in flight"
+            );
+            trigger.fire();
+        })
+        .await?;
+        let _ = merging.await;
+        let _ = sweeping.await;
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// This instance's merge worker pool for `jobs`, until `stopping`.
+async fn workers_of(jobs: Jobs, merger: Arc<Merger>, workers: usize, stopping: Stopping) {
+    match jobs {
+        Jobs::Local(rx) => run_workers(merger, rx, workers, stopping).await,
+        Jobs::Stream(q) => run_stream_workers(merger, q, workers, stopping).await,
+        Jobs::External => info!("merge jobs go to SQS; no merge workers here"),
     }
 }
 
 pub async fn build(config: &Config) -> Result<App> {
     let core = Core::connect(config).await?;
     let merger = core.merger()?;
+    let (trigger, shutdown) = shutdown::channel();
     Ok(App {
-        router: core.router(),
-        state: core.state(),
+        router: router(core.state_until(shutdown.clone())),
+        state: core.state_until(shutdown.clone()),
+        sweeper: core.sweeper(),
         jobs: core.jobs,
         merger,
+        trigger,
+        shutdown,
     })
 }
 

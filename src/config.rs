@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::service::Limits;
 use crate::store::S3Settings;
+use crate::sweep::{Abandoned, SweepSettings};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{var}: {message}")]
@@ -50,6 +51,10 @@ pub struct Config {
     /// `AWS_REGION` (or `AWS_DEFAULT_REGION`); `us-east-1` when only endpoint overrides are set.
     pub aws_region: Option<String>,
     pub serverless: ServerlessConfig,
+    pub sweep: SweepSettings,
+    /// `SHUTDOWN_GRACE_SECS`: on SIGTERM, how long merges in flight may take to finish before
+    /// they are handed back to another instance.
+    pub shutdown_grace: Duration,
 }
 
 /// The serverless mode's adapters (both need `REDIS_URL`).
@@ -242,6 +247,44 @@ impl Config {
                 return Err(err(name, "needs REDIS_URL".into()));
             }
         }
+        let sweep = SweepSettings {
+            interval: Duration::from_secs(parse(
+                var("SWEEP_INTERVAL_SECS"),
+                "300",
+                "SWEEP_INTERVAL_SECS",
+                |v| ranged(v, 1, 86_400),
+            )?),
+            abandon_after: Duration::from_secs(parse(
+                var("ABANDON_AFTER_SECS"),
+                "3600",
+                "ABANDON_AFTER_SECS",
+                |v| ranged(v, 1, 31_536_000),
+            )?),
+            abandoned: match var("ABANDONED").as_deref().unwrap_or("merge") {
+                "merge" => Abandoned::Merge,
+                "delete" => Abandoned::Delete,
+                other => {
+                    return Err(err(
+                        "ABANDONED",
+                        format!("{other:?} is not one of: merge, delete"),
+                    ));
+                }
+            },
+            retention: var("RETENTION_DAYS")
+                .map(|v| {
+                    ranged(&v, 1, 36_500)
+                        .map(|days| Duration::from_secs(days * 86_400))
+                        .map_err(|message| err("RETENTION_DAYS", message))
+                })
+                .transpose()?,
+            stuck_after: merge.lease * 2,
+        };
+        let shutdown_grace = Duration::from_secs(parse(
+            var("SHUTDOWN_GRACE_SECS"),
+            "30",
+            "SHUTDOWN_GRACE_SECS",
+            |v| ranged(v, 0, 3600),
+        )?);
         Ok(Self {
             bind,
             public_base_url,
@@ -256,6 +299,8 @@ impl Config {
             web_dir: var("WEB_DIR").map(PathBuf::from),
             aws_region,
             serverless,
+            sweep,
+            shutdown_grace,
         })
     }
 }
@@ -364,6 +409,9 @@ mod tests {
             (vec![("MERGE_WORKERS", "0")], "MERGE_WORKERS"),
             (vec![("KEEP_CHUNKS", "maybe")], "KEEP_CHUNKS"),
             (vec![("PUBLIC_BASE_URL", "example.com")], "PUBLIC_BASE_URL"),
+            (vec![("ABANDONED", "keep")], "ABANDONED"),
+            (vec![("RETENTION_DAYS", "0")], "RETENTION_DAYS"),
+            (vec![("SWEEP_INTERVAL_SECS", "soon")], "SWEEP_INTERVAL_SECS"),
         ] {
             let e = config(&pairs).unwrap_err();
             assert_eq!(e.var, var, "{pairs:?}: {e}");

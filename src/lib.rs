@@ -3,7 +3,8 @@
 //! of stateless instances can serve one recording; a stop queues a merge.
 //!
 //! The crate is layered: [`domain`] (pure types and rules), ports with their adapters
-//! ([`store`], [`coord`], [`queue`]), the use cases in [`service`], and thin transports
+//! ([`store`], [`coord`], [`queue`]), the durable record kept in the store ([`records`]), the
+//! use cases in [`service`], and thin transports
 //! ([`http`], and [`serverless`] for the Lambda functions). [`app`] wires them from a
 //! [`config::Config`].
 
@@ -17,10 +18,13 @@ pub mod http;
 pub mod merge;
 pub mod notify;
 pub mod queue;
+pub mod records;
 pub mod runtime;
 pub mod serverless;
 pub mod service;
+pub mod shutdown;
 pub mod store;
+pub mod sweep;
 pub mod telemetry;
 
 pub use error::{Error, Result};

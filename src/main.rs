@@ -60,8 +60,13 @@ async fn serve() -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;
-    let (_, router) = app.spawn_workers(config.merge.workers);
-    screenrec::app::serve(listener, router, shutdown_signal()).await?;
+    app.run(
+        listener,
+        config.merge.workers,
+        config.shutdown_grace,
+        shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }
 
@@ -125,5 +130,5 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
-    tracing::info!("shutting down");
+    tracing::info!("shutdown signal received");
 }

@@ -16,8 +16,12 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 use crate::notify::{EventKind, Notifier};
-use crate::queue::{MergeJob, MergeQueue};
+use crate::queue::MergeJob;
+use crate::records::Records;
 use crate::store::{ObjectStore, Presign, PresignedUrl, read_all};
+
+/// Indices a chunk may find already stored before its write gives up (see `put_chunk`).
+const MAX_REUSED_INDICES: usize = 8;
 
 /// Limits that every instance applies the same way.
 #[derive(Clone, Debug)]
@@ -38,11 +42,8 @@ impl Default for Limits {
 }
 
 pub struct Recordings {
-    store: Arc<dyn ObjectStore>,
-    coord: Arc<dyn Coordinator>,
-    queue: Arc<dyn MergeQueue>,
+    records: Arc<Records>,
     notifier: Arc<dyn Notifier>,
-    limits: Limits,
 }
 
 #[derive(Debug, Serialize)]
@@ -106,6 +107,9 @@ pub struct StatusView {
     pub salvaged: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lost: Option<serde_json::Value>,
+    /// Left unfinished and stopped by the sweeper, which merged what had arrived.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub abandoned: bool,
     /// Once ready: a presigned URL of the video (what `GET …/download` redirects to), so a
     /// client that polls needs no redirect.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -143,6 +147,7 @@ impl StatusView {
                 .map(|f| json!({"code": f.code, "message": f.message})),
             salvaged: output.as_ref().is_some_and(|o| o["salvaged"] == true),
             lost: output.as_ref().and_then(|o| o.get("lost").cloned()),
+            abandoned: meta.abandoned,
             output,
             download_url: None,
             expires_at: None,
@@ -151,20 +156,13 @@ impl StatusView {
 }
 
 impl Recordings {
-    pub fn new(
-        store: Arc<dyn ObjectStore>,
-        coord: Arc<dyn Coordinator>,
-        queue: Arc<dyn MergeQueue>,
-        notifier: Arc<dyn Notifier>,
-        limits: Limits,
-    ) -> Self {
-        Self {
-            store,
-            coord,
-            queue,
-            notifier,
-            limits,
-        }
+    pub fn new(records: Arc<Records>, notifier: Arc<dyn Notifier>) -> Self {
+        Self { records, notifier }
+    }
+
+    /// The record (manifests and chunks in the store) and the ports behind it.
+    pub fn records(&self) -> &Arc<Records> {
+        &self.records
     }
 
     pub fn notifier(&self) -> &Arc<dyn Notifier> {
@@ -195,29 +193,37 @@ impl Recordings {
     }
 
     pub fn limits(&self) -> &Limits {
-        &self.limits
+        self.records.limits()
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
+        self.records.store()
     }
 
     pub fn coordinator(&self) -> &Arc<dyn Coordinator> {
-        &self.coord
+        self.records.coordinator()
     }
 
     pub async fn create(&self, mime_type: &str) -> Result<Created> {
         let media = MediaType::parse(mime_type)?;
         let id = RecordingId::generate();
         let token = UploadToken::generate();
-        self.coord
+        self.coordinator()
             .create(&NewRecording {
                 id: id.clone(),
                 mime_type: media.to_string(),
                 token_hash: token.hash(),
             })
             .await?;
-        self.write_manifest(&id).await?;
+        self.records.record(&id).await?;
+        // Found by the sweeper until it is finished (its merge removes it).
+        self.store()
+            .put(
+                &ObjectKey::active(&id),
+                Bytes::new(),
+                "application/octet-stream",
+            )
+            .await?;
         info!(recording_id = %id, mime_type = %media, "recording created");
         Ok(Created {
             recording_id: id.to_string(),
@@ -229,22 +235,26 @@ impl Recordings {
     /// and the token must match.
     pub async fn authorize(&self, id: &RecordingId, token: Option<&str>) -> Result<RecordingMeta> {
         let token = UploadToken::parse(token.ok_or(Error::MissingToken)?)?;
-        let meta = self.coord.meta(id).await?.ok_or(Error::RecordingNotFound)?;
+        let meta = self
+            .records
+            .meta(id)
+            .await?
+            .ok_or(Error::RecordingNotFound)?;
         meta.token_hash.verify(&token)?;
         Ok(meta)
     }
 
     pub fn parse_seq(&self, raw: &str) -> Result<ChunkIndex> {
-        ChunkIndex::parse_seq(raw, self.limits.max_chunks)
+        ChunkIndex::parse_seq(raw, self.limits().max_chunks)
     }
 
     fn check_size(&self, size: u64) -> Result<()> {
         if size == 0 {
             return Err(Error::EmptyChunk);
         }
-        if size > self.limits.max_chunk_bytes {
+        if size > self.limits().max_chunk_bytes {
             return Err(Error::ChunkTooLarge {
-                max: self.limits.max_chunk_bytes,
+                max: self.limits().max_chunk_bytes,
             });
         }
         Ok(())
@@ -266,22 +276,49 @@ impl Recordings {
             declared.check(&digest)?;
         }
         let slot = seq.map_or(Slot::Next, Slot::Seq);
-        let claim = self
-            .coord
-            .claim(&meta.id, slot, &digest, self.limits.max_chunks)
-            .await?;
-        let index = claim.index();
-        if claim == Claim::Stored(index) {
-            return Ok(ChunkReceipt {
-                index,
-                duplicate: true,
-            });
+        let coord = self.coordinator();
+        // A handed-out index may already hold a chunk if the coordinator lost state: the
+        // write never replaces one (`If-None-Match`). A seq is the client's, so other bytes
+        // there are a conflict; a next index was reused, so the stored chunk is recorded and
+        // this one claims another.
+        for _ in 0..MAX_REUSED_INDICES {
+            let claim = coord
+                .claim(&meta.id, slot, &digest, self.limits().max_chunks)
+                .await?;
+            let index = claim.index();
+            if claim == Claim::Stored(index) {
+                return Ok(ChunkReceipt {
+                    index,
+                    duplicate: true,
+                });
+            }
+            let key = ObjectKey::chunk(&meta.id, index);
+            let put = self
+                .store()
+                .put_new(&key, body.clone(), &meta.mime_type, &digest);
+            if let Some(existing) = put.await? {
+                let existing = self.records.digest_of(&key, existing).await?;
+                if existing != digest {
+                    if slot != Slot::Next {
+                        return Err(Error::ChunkConflict { index: index.get() });
+                    }
+                    warn!(recording_id = %meta.id, index = index.get(), "index already stored; recorded, and another claimed");
+                    coord.adopt(&meta.id, index, &existing, &digest).await?;
+                    continue;
+                }
+            }
+            let committed = coord.commit(&meta.id, index, &digest).await?;
+            if meta.indexing.is_none() {
+                // The first chunk fixed the recording's indexing: the record keeps it.
+                if let Err(e) = self.records.record(&meta.id).await {
+                    warn!(recording_id = %meta.id, error = %e, "manifest not updated");
+                }
+            }
+            return Ok(self.chunk_saved(&meta.id, index, committed).await);
         }
-        self.store
-            .put(&ObjectKey::chunk(&meta.id, index), body, &meta.mime_type)
-            .await?;
-        let committed = self.coord.commit(&meta.id, index, &digest).await?;
-        Ok(self.chunk_saved(&meta.id, index, committed).await)
+        Err(Error::Coordination(format!(
+            "{MAX_REUSED_INDICES} indices in a row were already stored"
+        )))
     }
 
     /// Hand out a presigned PUT for chunk `seq`, so the browser uploads straight to storage.
@@ -305,13 +342,13 @@ impl Recordings {
                     size,
                 };
                 let claim = self
-                    .coord
-                    .claim(&meta.id, Slot::Seq(seq), &digest, self.limits.max_chunks)
+                    .coordinator()
+                    .claim(&meta.id, Slot::Seq(seq), &digest, self.limits().max_chunks)
                     .await?;
                 matches!(claim, Claim::Stored(_))
             }
             _ => self
-                .coord
+                .coordinator()
                 .reserve(&meta.id, seq)
                 .await?
                 .is_some_and(|known| known.stored),
@@ -336,11 +373,11 @@ impl Recordings {
             expires_at,
             headers,
         } = self
-            .store
+            .store()
             .presign(
                 &ObjectKey::chunk(&meta.id, seq),
                 op,
-                self.limits.presign_ttl,
+                self.limits().presign_ttl,
             )
             .await?;
         Ok(UploadGrant {
@@ -362,31 +399,31 @@ impl Recordings {
     ) -> Result<ChunkReceipt> {
         let key = ObjectKey::chunk(&meta.id, seq);
         let info = self
-            .store
+            .store()
             .head(&key)
             .await?
             .ok_or(Error::ChunkNotUploaded { index: seq.get() })?;
         if let Err(e) = self.check_size(info.size) {
             // Refuse what a presigned PUT cannot: drop the object unless it is a stored chunk.
             if !self
-                .coord
+                .coordinator()
                 .chunks(&meta.id)
                 .await?
                 .get(&seq.get())
                 .is_some_and(|c| c.stored)
             {
-                self.store.delete(&key).await?;
+                self.store().delete(&key).await?;
             }
             return Err(e);
         }
-        let body = read_all(self.store.as_ref(), &key, Some(info.size)).await?;
+        let body = read_all(self.store().as_ref(), &key, Some(info.size)).await?;
         let digest = ChunkDigest::of(&body);
         // The grant declared these bytes: an object that is not them goes, uncounted.
-        if let Some(known) = self.coord.reserve(&meta.id, seq).await?
+        if let Some(known) = self.coordinator().reserve(&meta.id, seq).await?
             && !known.stored
             && known.digest != digest
         {
-            self.store.delete(&key).await?;
+            self.store().delete(&key).await?;
             let declared = Sha256Checksum::from_hex(&known.digest.sha256)?;
             return Err(match declared.check(&digest) {
                 Err(mismatch) => mismatch,
@@ -397,8 +434,8 @@ impl Recordings {
             });
         }
         let claim = self
-            .coord
-            .claim(&meta.id, Slot::Seq(seq), &digest, self.limits.max_chunks)
+            .coordinator()
+            .claim(&meta.id, Slot::Seq(seq), &digest, self.limits().max_chunks)
             .await?;
         if let Claim::Stored(index) = claim {
             return Ok(ChunkReceipt {
@@ -406,12 +443,12 @@ impl Recordings {
                 duplicate: true,
             });
         }
-        let committed = self.coord.commit(&meta.id, seq, &digest).await?;
+        let committed = self.coordinator().commit(&meta.id, seq, &digest).await?;
         Ok(self.chunk_saved(&meta.id, seq, committed).await)
     }
 
     fn chunk_count(&self, count: i64) -> Result<u32> {
-        let max = i64::from(self.limits.max_chunks);
+        let max = i64::from(self.limits().max_chunks);
         if !(1..=max).contains(&count) {
             return Err(Error::InvalidChunkCount(format!(
                 "it must be between 1 and {max}"
@@ -424,7 +461,7 @@ impl Recordings {
     /// then hands the recording to the merge queue.
     pub async fn stop(&self, meta: &RecordingMeta, count: i64) -> Result<StatusView> {
         let count = i64::from(self.chunk_count(count)?);
-        match self.coord.stop(&meta.id, count as u32).await {
+        match self.coordinator().stop(&meta.id, count as u32).await {
             Ok(()) => {
                 if let Err(e) = self.write_manifest(&meta.id).await {
                     warn!(recording_id = %meta.id, error = %e, "manifest not updated at stop");
@@ -436,7 +473,7 @@ impl Recordings {
             // merges once. Another count is still refused.
             Err(Error::AlreadyStopped { state }) => {
                 let current = self
-                    .coord
+                    .records
                     .meta(&meta.id)
                     .await?
                     .ok_or(Error::RecordingNotFound)?;
@@ -449,7 +486,8 @@ impl Recordings {
             }
             Err(e) => return Err(e),
         }
-        self.queue
+        self.records
+            .queue()
             .enqueue(MergeJob {
                 recording_id: meta.id.to_string(),
             })
@@ -478,7 +516,7 @@ impl Recordings {
             }
             RecordingState::Failed => count.or(meta.chunk_count),
             RecordingState::Recording => count.or(self
-                .coord
+                .coordinator()
                 .chunks(&meta.id)
                 .await?
                 .iter()
@@ -497,13 +535,13 @@ impl Recordings {
             ..StateUpdate::default()
         };
         if !self
-            .coord
+            .coordinator()
             .transition(&meta.id, from, RecordingState::Stopping, update)
             .await?
         {
             // It moved on meanwhile (a stop, a merge): answer from where it is now.
             let now = self
-                .coord
+                .records
                 .meta(&meta.id)
                 .await?
                 .ok_or(Error::RecordingNotFound)?;
@@ -518,7 +556,8 @@ impl Recordings {
         if let Err(e) = self.write_manifest(&meta.id).await {
             warn!(recording_id = %meta.id, error = %e, "manifest not updated at salvage");
         }
-        self.queue
+        self.records
+            .queue()
             .enqueue(MergeJob {
                 recording_id: meta.id.to_string(),
             })
@@ -528,7 +567,11 @@ impl Recordings {
     }
 
     pub async fn status(&self, id: &RecordingId) -> Result<StatusView> {
-        let meta = self.coord.meta(id).await?.ok_or(Error::RecordingNotFound)?;
+        let meta = self
+            .records
+            .meta(id)
+            .await?
+            .ok_or(Error::RecordingNotFound)?;
         Ok(self.view(&meta).await)
     }
 
@@ -562,46 +605,23 @@ impl Recordings {
             .and_then(|o| serde_json::from_str(o).ok())
             .ok_or_else(|| Error::Internal("ready recording has no output".into()))?;
         download_url(
-            self.store.as_ref(),
+            self.store().as_ref(),
             &meta.id,
             &output,
-            self.limits.presign_ttl,
+            self.limits().presign_ttl,
         )
         .await
     }
 
     pub async fn write_manifest(&self, id: &RecordingId) -> Result<()> {
-        write_manifest(self.store.as_ref(), self.coord.as_ref(), id).await
+        self.records.record(id).await
     }
 
     /// Whether the dependencies answer.
     pub async fn ready(&self) -> Result<()> {
-        self.coord.ping().await?;
-        self.store.ping().await
+        self.coordinator().ping().await?;
+        self.store().ping().await
     }
-}
-
-/// Write a recording's durable manifest (`recordings/{id}/manifest.json`) from the coordinator's
-/// current state.
-pub async fn write_manifest(
-    store: &dyn ObjectStore,
-    coord: &dyn Coordinator,
-    id: &RecordingId,
-) -> Result<()> {
-    let meta = coord.meta(id).await?.ok_or(Error::RecordingNotFound)?;
-    let doc = json!({
-        "version": 1,
-        "recording": StatusView::of(&meta),
-        "tokenSha256": meta.token_hash.as_str(),
-        "indexing": meta.indexing.map(|i| i.as_str()),
-    });
-    store
-        .put(
-            &ObjectKey::manifest(id),
-            Bytes::from(serde_json::to_vec_pretty(&doc).expect("JSON values serialize")),
-            "application/json",
-        )
-        .await
 }
 
 /// A presigned GET of a recording's output (described by the merge's output JSON), served as
@@ -663,13 +683,8 @@ pub(crate) mod testing {
         let store: Arc<dyn ObjectStore> = Arc::new(fs_store(dir.path()).await);
         let coord: Arc<dyn Coordinator> = Arc::new(MemoryCoordinator::new());
         let notifier = Arc::new(Hub::new());
-        let recordings = Recordings::new(
-            store.clone(),
-            coord.clone(),
-            queue,
-            notifier.clone(),
-            Limits::default(),
-        );
+        let records = Records::new(store.clone(), coord.clone(), queue, Limits::default());
+        let recordings = Recordings::new(Arc::new(records), notifier.clone());
         let created = recordings.create("video/webm").await.unwrap();
         let id = RecordingId::parse(&created.recording_id).unwrap();
         let meta = recordings

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -14,6 +15,10 @@ use crate::error::{Error, Result};
 #[derive(Default)]
 pub struct MemoryCoordinator {
     recordings: Mutex<HashMap<RecordingId, Entry>>,
+    /// Leases: holder and expiry, by name.
+    leases: Mutex<HashMap<String, (String, Instant)>>,
+    /// Counters: count and expiry, by name.
+    counters: Mutex<HashMap<String, (u64, Instant)>>,
 }
 
 struct Entry {
@@ -61,22 +66,7 @@ fn set_indexing(meta: &mut RecordingMeta, want: Indexing) -> Result<()> {
 #[async_trait]
 impl Coordinator for MemoryCoordinator {
     async fn create(&self, rec: &NewRecording) -> Result<()> {
-        let now = now_ms();
-        let meta = RecordingMeta {
-            id: rec.id.clone(),
-            state: RecordingState::Recording,
-            mime_type: rec.mime_type.clone(),
-            token_hash: rec.token_hash.clone(),
-            created_at_ms: now,
-            updated_at_ms: now,
-            chunks_received: 0,
-            bytes_received: 0,
-            chunk_count: None,
-            indexing: None,
-            failure: None,
-            output: None,
-            salvage: false,
-        };
+        let meta = rec.meta();
         let mut map = self.recordings.lock().expect("coordinator lock poisoned");
         map.entry(rec.id.clone()).or_insert(Entry {
             meta,
@@ -214,12 +204,119 @@ impl Coordinator for MemoryCoordinator {
                 e.meta.salvage = true;
                 e.meta.failure = None;
             }
+            if update.abandoned {
+                e.meta.abandoned = true;
+            }
             Ok(true)
         })
     }
 
     async fn chunks(&self, id: &RecordingId) -> Result<BTreeMap<u32, ChunkRecord>> {
         self.with(id, |e| Ok(e.chunks.clone()))
+    }
+
+    async fn restore(
+        &self,
+        meta: &RecordingMeta,
+        chunks: &BTreeMap<u32, ChunkDigest>,
+    ) -> Result<bool> {
+        let mut map = self.recordings.lock().expect("coordinator lock poisoned");
+        if map.contains_key(&meta.id) {
+            return Ok(false);
+        }
+        map.insert(
+            meta.id.clone(),
+            Entry {
+                meta: meta.clone(),
+                chunks: chunks
+                    .iter()
+                    .map(|(i, d)| {
+                        let record = ChunkRecord {
+                            digest: d.clone(),
+                            stored: true,
+                        };
+                        (*i, record)
+                    })
+                    .collect(),
+                by_digest: chunks.iter().map(|(i, d)| (d.sha256.clone(), *i)).collect(),
+                next: chunks.keys().next_back().map_or(0, |i| i + 1),
+            },
+        );
+        Ok(true)
+    }
+
+    async fn adopt(
+        &self,
+        id: &RecordingId,
+        index: ChunkIndex,
+        existing: &ChunkDigest,
+        ours: &ChunkDigest,
+    ) -> Result<()> {
+        self.with(id, |e| {
+            let i = index.get();
+            let known = e.chunks.get(&i);
+            if !known.is_some_and(|c| c.stored && c.digest == *existing) {
+                e.meta.chunks_received += 1;
+                e.meta.bytes_received += existing.size;
+            }
+            e.chunks.insert(
+                i,
+                ChunkRecord {
+                    digest: existing.clone(),
+                    stored: true,
+                },
+            );
+            if e.by_digest.get(&ours.sha256) == Some(&i) {
+                e.by_digest.remove(&ours.sha256);
+            }
+            e.by_digest.insert(existing.sha256.clone(), i);
+            e.next = e.next.max(i + 1);
+            Ok(())
+        })
+    }
+
+    async fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let mut leases = self.leases.lock().expect("lease lock poisoned");
+        let now = Instant::now();
+        match leases.get(name) {
+            Some((other, until)) if other != holder && *until > now => Ok(false),
+            _ => {
+                leases.insert(name.to_owned(), (holder.to_owned(), now + ttl));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn held(&self, name: &str) -> Result<bool> {
+        let leases = self.leases.lock().expect("lease lock poisoned");
+        Ok(leases
+            .get(name)
+            .is_some_and(|(_, until)| *until > Instant::now()))
+    }
+
+    async fn forget(&self, id: &RecordingId) -> Result<()> {
+        let mut map = self.recordings.lock().expect("coordinator lock poisoned");
+        map.remove(id);
+        Ok(())
+    }
+
+    async fn count(&self, name: &str, ttl: Duration) -> Result<u64> {
+        let mut counters = self.counters.lock().expect("counter lock poisoned");
+        let now = Instant::now();
+        let entry = counters.entry(name.to_owned()).or_insert((0, now + ttl));
+        if entry.1 <= now {
+            *entry = (0, now + ttl);
+        }
+        entry.0 += 1;
+        Ok(entry.0)
+    }
+
+    async fn release(&self, name: &str, holder: &str) -> Result<()> {
+        let mut leases = self.leases.lock().expect("lease lock poisoned");
+        if leases.get(name).is_some_and(|(h, _)| h == holder) {
+            leases.remove(name);
+        }
+        Ok(())
     }
 
     async fn ping(&self) -> Result<()> {

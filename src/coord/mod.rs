@@ -25,6 +25,29 @@ pub struct NewRecording {
     pub token_hash: TokenHash,
 }
 
+impl NewRecording {
+    /// The state a new recording starts in.
+    pub fn meta(&self) -> RecordingMeta {
+        let now = now_ms();
+        RecordingMeta {
+            id: self.id.clone(),
+            state: RecordingState::Recording,
+            mime_type: self.mime_type.clone(),
+            token_hash: self.token_hash.clone(),
+            created_at_ms: now,
+            updated_at_ms: now,
+            chunks_received: 0,
+            bytes_received: 0,
+            chunk_count: None,
+            indexing: None,
+            failure: None,
+            output: None,
+            salvage: false,
+            abandoned: false,
+        }
+    }
+}
+
 /// Why a recording failed, as stored and reported.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
@@ -50,6 +73,8 @@ pub struct RecordingMeta {
     pub output: Option<String>,
     /// The merge is to salvage what it can (asked for after a failure).
     pub salvage: bool,
+    /// Left unfinished (no chunk and no stop for a while); the sweeper stopped it.
+    pub abandoned: bool,
 }
 
 /// Which index a chunk asks for.
@@ -89,6 +114,8 @@ pub struct StateUpdate {
     pub chunk_count: Option<u32>,
     /// Mark the merge a salvage, and forget the failure that led to it.
     pub salvage: bool,
+    /// Mark the recording abandoned.
+    pub abandoned: bool,
 }
 
 #[async_trait]
@@ -137,6 +164,41 @@ pub trait Coordinator: Send + Sync + 'static {
 
     /// Every chunk known for the recording, by index.
     async fn chunks(&self, id: &RecordingId) -> Result<BTreeMap<u32, ChunkRecord>>;
+
+    /// Put back a recording's state from the store (after it was lost): `meta` with these
+    /// stored `chunks`, the next index above the highest. Does nothing and returns false when
+    /// the recording is known (another instance restored it, or it never went).
+    async fn restore(
+        &self,
+        meta: &RecordingMeta,
+        chunks: &BTreeMap<u32, ChunkDigest>,
+    ) -> Result<bool>;
+
+    /// The store already holds `existing` at `index`, which was claimed for `ours`: record
+    /// the stored chunk (counted once) and forget the claim, so that `ours` gets another index.
+    async fn adopt(
+        &self,
+        id: &RecordingId,
+        index: ChunkIndex,
+        existing: &ChunkDigest,
+        ours: &ChunkDigest,
+    ) -> Result<()>;
+
+    /// Take, or keep, the lease `name` for `holder` for `ttl`: true while it is `holder`'s. A
+    /// lease not renewed in time goes to whoever asks next.
+    async fn lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool>;
+
+    /// Give the lease `name` up, if `holder` has it.
+    async fn release(&self, name: &str, holder: &str) -> Result<()>;
+
+    /// Whether anyone holds the lease `name`.
+    async fn held(&self, name: &str) -> Result<bool>;
+
+    /// Forget everything about a recording (it is deleted).
+    async fn forget(&self, id: &RecordingId) -> Result<()>;
+
+    /// Add one to the counter `name` (which lasts `ttl` from its first count) and return it.
+    async fn count(&self, name: &str, ttl: std::time::Duration) -> Result<u64>;
 
     async fn ping(&self) -> Result<()>;
 }

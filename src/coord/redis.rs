@@ -13,6 +13,7 @@ use super::{Claim, Coordinator, Failure, NewRecording, RecordingMeta, Slot, Stat
 use crate::domain::{
     ChunkDigest, ChunkIndex, ChunkRecord, Indexing, RecordingId, RecordingState, TokenHash,
 };
+
 use crate::error::{Error, Result};
 
 /// Shared prologue: resolve the recording and refuse it unless it is `recording`.
@@ -115,7 +116,8 @@ for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
 return {'ok'}
 "#;
 
-/// KEYS: meta. ARGV: from, to, now, error code, error message, output, chunk count, salvage.
+/// KEYS: meta. ARGV: from, to, now, error code, error message, output, chunk count, salvage,
+/// abandoned.
 const TRANSITION: &str = r#"
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'not_found'} end
@@ -128,7 +130,56 @@ if ARGV[8] == '1' then
   redis.call('HSET', KEYS[1], 'salvage', '1')
   redis.call('HDEL', KEYS[1], 'error_code', 'error_message')
 end
+if ARGV[9] == '1' then redis.call('HSET', KEYS[1], 'abandoned', '1') end
 return {'ok'}
+"#;
+
+/// KEYS: meta, chunks, digests. ARGV: ttl, n, n field/value pairs of meta, then index/digest
+/// pairs of stored chunks.
+const RESTORE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+for k = 0, n - 1 do redis.call('HSET', KEYS[1], ARGV[3 + 2 * k], ARGV[4 + 2 * k]) end
+local nxt = 0
+for i = 3 + 2 * n, #ARGV, 2 do
+  local idx, digest = ARGV[i], ARGV[i + 1]
+  redis.call('HSET', KEYS[2], idx, 's:' .. digest)
+  redis.call('HSET', KEYS[3], string.match(digest, '^[^:]+'), idx)
+  if tonumber(idx) >= nxt then nxt = tonumber(idx) + 1 end
+end
+redis.call('HSET', KEYS[1], 'next', nxt)
+for k = 1, 3 do redis.call('EXPIRE', KEYS[k], ttl) end
+return 1
+"#;
+
+/// KEYS: meta, chunks, digests. ARGV: index, existing digest, its sha256, its size, our sha256.
+const ADOPT: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= 's:' .. ARGV[2] then
+  redis.call('HSET', KEYS[2], ARGV[1], 's:' .. ARGV[2])
+  redis.call('HINCRBY', KEYS[1], 'received', 1)
+  redis.call('HINCRBY', KEYS[1], 'bytes', ARGV[4])
+end
+if redis.call('HGET', KEYS[3], ARGV[5]) == ARGV[1] then redis.call('HDEL', KEYS[3], ARGV[5]) end
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[1])
+if tonumber(redis.call('HGET', KEYS[1], 'next') or '0') <= tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'next', tonumber(ARGV[1]) + 1)
+end
+return 1
+"#;
+
+/// KEYS: lease. ARGV: holder, ttl in ms. Take or renew it: 1 while it is the holder's.
+const LEASE: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"#;
+
+/// KEYS: lease. ARGV: holder.
+const RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
 "#;
 
 pub struct RedisCoordinator {
@@ -140,6 +191,10 @@ pub struct RedisCoordinator {
     commit: Script,
     stop: Script,
     transition: Script,
+    restore: Script,
+    adopt: Script,
+    lease: Script,
+    release: Script,
 }
 
 struct Keys {
@@ -180,6 +235,10 @@ impl RedisCoordinator {
             commit: guarded(COMMIT),
             stop: Script::new(STOP),
             transition: Script::new(TRANSITION),
+            restore: Script::new(RESTORE),
+            adopt: Script::new(ADOPT),
+            lease: Script::new(LEASE),
+            release: Script::new(RELEASE),
         })
     }
 
@@ -262,29 +321,45 @@ fn parse_meta(id: &RecordingId, mut h: HashMap<String, String>) -> Result<Record
         failure,
         output: take("output"),
         salvage: take("salvage").as_deref() == Some("1"),
+        abandoned: take("abandoned").as_deref() == Some("1"),
     })
+}
+
+/// A recording's state as the fields of its `meta` hash.
+fn fields_of(meta: &RecordingMeta) -> Vec<(&'static str, String)> {
+    let mut fields = vec![
+        ("state", meta.state.as_str().to_owned()),
+        ("mime", meta.mime_type.clone()),
+        ("token", meta.token_hash.as_str().to_owned()),
+        ("created", meta.created_at_ms.to_string()),
+        ("updated", meta.updated_at_ms.to_string()),
+        ("received", meta.chunks_received.to_string()),
+        ("bytes", meta.bytes_received.to_string()),
+    ];
+    let optional = [
+        ("count", meta.chunk_count.map(|c| c.to_string())),
+        ("indexing", meta.indexing.map(|i| i.as_str().to_owned())),
+        ("error_code", meta.failure.as_ref().map(|f| f.code.clone())),
+        (
+            "error_message",
+            meta.failure.as_ref().map(|f| f.message.clone()),
+        ),
+        ("output", meta.output.clone()),
+        ("salvage", meta.salvage.then(|| "1".to_owned())),
+        ("abandoned", meta.abandoned.then(|| "1".to_owned())),
+    ];
+    fields.extend(optional.into_iter().filter_map(|(k, v)| Some((k, v?))));
+    fields
 }
 
 #[async_trait]
 impl Coordinator for RedisCoordinator {
     async fn create(&self, rec: &NewRecording) -> Result<()> {
         let k = self.keys(&rec.id);
-        let now = now_ms();
         let mut conn = self.conn.clone();
         redis::pipe()
             .atomic()
-            .hset_multiple(
-                &k.meta,
-                &[
-                    ("state", RecordingState::Recording.as_str().to_owned()),
-                    ("mime", rec.mime_type.clone()),
-                    ("token", rec.token_hash.as_str().to_owned()),
-                    ("created", now.to_string()),
-                    ("updated", now.to_string()),
-                    ("received", "0".into()),
-                    ("bytes", "0".into()),
-                ],
-            )
+            .hset_multiple(&k.meta, &fields_of(&rec.meta()))
             .expire(&k.meta, self.ttl_secs as i64)
             .query_async::<()>(&mut conn)
             .await?;
@@ -449,6 +524,7 @@ impl Coordinator for RedisCoordinator {
                     .unwrap_or_default(),
             )
             .arg(if update.salvage { "1" } else { "" })
+            .arg(if update.abandoned { "1" } else { "" })
             .invoke_async(&mut self.conn.clone())
             .await?;
         match reply.first().map(String::as_str) {
@@ -470,6 +546,107 @@ impl Coordinator for RedisCoordinator {
                 Ok((i, parse_entry(&entry)?))
             })
             .collect()
+    }
+
+    async fn restore(
+        &self,
+        meta: &RecordingMeta,
+        chunks: &BTreeMap<u32, ChunkDigest>,
+    ) -> Result<bool> {
+        let k = self.keys(&meta.id);
+        let fields = fields_of(meta);
+        let mut call = self.restore.key(&k.meta);
+        call.key(&k.chunks)
+            .key(&k.digests)
+            .arg(self.ttl_secs)
+            .arg(fields.len());
+        for (name, value) in &fields {
+            call.arg(*name).arg(value);
+        }
+        for (index, digest) in chunks {
+            call.arg(index).arg(digest.encode());
+        }
+        let restored: i64 = call.invoke_async(&mut self.conn.clone()).await?;
+        Ok(restored == 1)
+    }
+
+    async fn adopt(
+        &self,
+        id: &RecordingId,
+        index: ChunkIndex,
+        existing: &ChunkDigest,
+        ours: &ChunkDigest,
+    ) -> Result<()> {
+        let k = self.keys(id);
+        let _: i64 = self
+            .adopt
+            .key(&k.meta)
+            .key(&k.chunks)
+            .key(&k.digests)
+            .arg(index.get())
+            .arg(existing.encode())
+            .arg(&existing.sha256)
+            .arg(existing.size)
+            .arg(&ours.sha256)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let held: i64 = self
+            .lease
+            .key(format!("{}lease:{name}", self.prefix))
+            .arg(holder)
+            .arg(ttl.as_millis().max(1) as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(held == 1)
+    }
+
+    async fn release(&self, name: &str, holder: &str) -> Result<()> {
+        let _: i64 = self
+            .release
+            .key(format!("{}lease:{name}", self.prefix))
+            .arg(holder)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn held(&self, name: &str) -> Result<bool> {
+        let mut conn = self.conn.clone();
+        let exists: bool = conn.exists(format!("{}lease:{name}", self.prefix)).await?;
+        Ok(exists)
+    }
+
+    async fn forget(&self, id: &RecordingId) -> Result<()> {
+        let k = self.keys(id);
+        let p = &self.prefix;
+        let mut conn = self.conn.clone();
+        let _: () = conn
+            .del(&[
+                k.meta,
+                k.chunks,
+                k.digests,
+                format!("{p}rec:{{{id}}}:events"),
+            ])
+            .await?;
+        Ok(())
+    }
+
+    async fn count(&self, name: &str, ttl: Duration) -> Result<u64> {
+        let key = format!("{}count:{name}", self.prefix);
+        let (n, _): (u64, bool) = redis::pipe()
+            .atomic()
+            .incr(&key, 1)
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(ttl.as_millis().max(1) as u64)
+            .arg("NX")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(n)
     }
 
     async fn ping(&self) -> Result<()> {

@@ -55,6 +55,15 @@ impl RecordingId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// When it was made: the ULID's time, in milliseconds since the Unix epoch.
+    pub fn created_ms(&self) -> u64 {
+        let value = self.0.bytes().take(10).fold(0u64, |v, c| {
+            let digit = ALPHABET.iter().position(|a| *a == c).unwrap_or(0) as u64;
+            (v << 5) | digit
+        });
+        value & 0xFFFF_FFFF_FFFF
+    }
 }
 
 impl fmt::Display for RecordingId {
@@ -86,6 +95,11 @@ mod tests {
         let a = RecordingId::from_parts(1_000, [0xFF; 10]);
         let b = RecordingId::from_parts(1_001, [0; 10]);
         assert!(a < b);
+        assert_eq!((a.created_ms(), b.created_ms()), (1_000, 1_001));
+        assert_eq!(
+            RecordingId::from_parts(1_764_000_000_123, [9; 10]).created_ms(),
+            1_764_000_000_123
+        );
     }
 
     #[test]

@@ -5,6 +5,9 @@ const PREFIX: &str = "recordings/";
 /// Chunks live under their own top-level prefix: S3 lifecycle filters take no wildcard, so one
 /// rule on `chunks/` can expire orphaned chunks sooner than the recordings they belong to.
 const CHUNKS: &str = "chunks/";
+/// One empty object per unfinished recording, so that the sweeper finds them with a listing of
+/// their own (the ready and failed ones, which are most, are not in it).
+const ACTIVE: &str = "active/";
 
 /// An object key in the store. Only built from validated parts, or parsed back from a string that
 /// has exactly one of these shapes:
@@ -13,6 +16,7 @@ const CHUNKS: &str = "chunks/";
 /// chunks/{id}/{index:08}
 /// recordings/{id}/manifest.json
 /// recordings/{id}/output.{webm|mkv|mp4}
+/// active/{id}
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ObjectKey(String);
@@ -26,6 +30,31 @@ impl ObjectKey {
         format!("{CHUNKS}{id}/")
     }
 
+    /// The prefix of every manifest and output.
+    pub const RECORDINGS_PREFIX: &str = PREFIX;
+    /// The prefix of every chunk.
+    pub const CHUNKS_PREFIX: &str = CHUNKS;
+    /// The prefix of the unfinished recordings' markers.
+    pub const ACTIVE_PREFIX: &str = ACTIVE;
+
+    /// The marker of an unfinished recording.
+    pub fn active(id: &RecordingId) -> Self {
+        Self(format!("{ACTIVE}{id}"))
+    }
+
+    /// The recording a listed key belongs to, whatever its shape.
+    pub fn recording_of(key: &str) -> Option<RecordingId> {
+        let rest = [CHUNKS, PREFIX, ACTIVE]
+            .iter()
+            .find_map(|p| key.strip_prefix(p))?;
+        RecordingId::parse(rest.split('/').next()?).ok()
+    }
+
+    /// The prefix of everything under a recording's own directory (manifest, output).
+    pub fn recording_prefix(id: &RecordingId) -> String {
+        format!("{PREFIX}{id}/")
+    }
+
     pub fn manifest(id: &RecordingId) -> Self {
         Self(format!("{PREFIX}{id}/manifest.json"))
     }
@@ -37,6 +66,9 @@ impl ObjectKey {
     /// Parse a key that arrived from outside (a signed file URL). Anything that is not one of the
     /// shapes above is refused, so no `..`, no absolute path and no stray file name gets through.
     pub fn parse(s: &str) -> Result<Self> {
+        if let Some(id) = s.strip_prefix(ACTIVE) {
+            return Ok(Self::active(&RecordingId::parse(id)?));
+        }
         let (is_chunk, rest) = match s.strip_prefix(CHUNKS) {
             Some(rest) => (true, rest),
             None => (false, s.strip_prefix(PREFIX).ok_or(Error::NotFound)?),
@@ -68,6 +100,12 @@ impl ObjectKey {
         &self.0
     }
 
+    /// The index of a chunk's key (`chunks/{id}/{index:08}`).
+    pub fn chunk_index(&self) -> Option<ChunkIndex> {
+        let index = self.0.strip_prefix(CHUNKS)?.split_once('/')?.1;
+        index.parse().ok().map(ChunkIndex::new)
+    }
+
     /// The last path segment, e.g. `output.webm`.
     pub fn file_name(&self) -> &str {
         self.0.rsplit('/').next().unwrap_or(&self.0)
@@ -92,12 +130,16 @@ mod tests {
     fn keys_carry_the_index_and_round_trip() {
         let k = ObjectKey::chunk(&id(), ChunkIndex::new(42));
         assert_eq!(k.as_str(), format!("chunks/{}/00000042", id()));
+        assert_eq!(k.chunk_index(), Some(ChunkIndex::new(42)));
+        assert_eq!(ObjectKey::manifest(&id()).chunk_index(), None);
         for key in [
             k,
             ObjectKey::manifest(&id()),
             ObjectKey::output(&id(), Container::Mp4),
+            ObjectKey::active(&id()),
         ] {
             assert_eq!(ObjectKey::parse(key.as_str()).unwrap(), key);
+            assert_eq!(ObjectKey::recording_of(key.as_str()), Some(id()));
         }
     }
 
@@ -114,6 +156,8 @@ mod tests {
             format!("/recordings/{id}/manifest.json"),
             "recordings/../../etc/passwd".to_string(),
             "etc/passwd".to_string(),
+            format!("active/{id}/x"),
+            "active/../../etc".to_string(),
         ] {
             assert!(ObjectKey::parse(&bad).is_err(), "{bad}");
         }

@@ -24,6 +24,7 @@ use tracing::info_span;
 pub use self::files::parse_range;
 use crate::error::{Error, Result};
 use crate::service::Recordings;
+use crate::shutdown::Shutdown;
 use crate::store::FsStore;
 
 /// The OpenAPI description of this API, served at `/openapi.json`.
@@ -36,6 +37,8 @@ pub struct AppState {
     pub files: Option<Arc<FsStore>>,
     /// `WEB_DIR`: serve the page from this directory instead of the copy in the binary.
     pub web_dir: Option<Arc<Path>>,
+    /// Fires when the instance stops: WebSocket sessions then close with 1001.
+    pub shutdown: Shutdown,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -185,6 +185,7 @@ async fn session(app: AppState, socket: WebSocket) {
         overflow: Arc::new(Notify::new()),
     };
     let overflow = session.overflow.clone();
+    let shutdown = session.app.shutdown.clone();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     let mut last_heard = Instant::now();
@@ -218,6 +219,8 @@ async fn session(app: AppState, socket: WebSocket) {
                 }
             }
             () = overflow.notified() => break Some((close_code::POLICY, "client too slow")),
+            // The client reconnects, to another instance, with its last version.
+            () = shutdown.fired() => break Some((close_code::AWAY, "server shutting down")),
         }
     };
     for (_, task) in session.subscriptions.drain() {

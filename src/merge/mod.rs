@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use serde_json::json;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{Instrument, debug, error, info, info_span, warn};
@@ -25,11 +25,13 @@ pub use self::ffmpeg::{Ffmpeg, Merged, OutputInfo, merge};
 pub use self::source::{ChunkSource, LocalChunks, StoredChunks};
 use self::upload::GrowingUpload;
 use crate::coord::{Coordinator, Failure, StateUpdate};
-use crate::domain::{ChunkIndex, Container, ObjectKey, RecordingId, RecordingState};
+use crate::domain::{Container, ObjectKey, RecordingId, RecordingState};
 use crate::error::{Error, Result};
 use crate::notify::{EventKind, Notifier};
 use crate::queue::{Delivery, MergeJob, RedisQueue};
-use crate::service::{download_url, rfc3339, write_manifest};
+use crate::records::Records;
+use crate::service::{download_url, rfc3339};
+use crate::shutdown::Shutdown;
 use crate::store::ObjectStore;
 
 #[derive(Clone, Debug)]
@@ -41,6 +43,8 @@ pub struct MergeSettings {
     pub keep_chunks: bool,
     /// Deliveries of a job before a transient failure becomes the recording's failure.
     pub max_deliveries: u32,
+    /// How long a merge's lease on its recording lasts unless renewed (`MERGE_LEASE_SECS`).
+    pub lease: Duration,
 }
 
 /// What became of a merge job.
@@ -51,15 +55,21 @@ pub enum Outcome {
     Failed(&'static str),
     /// Nothing to do: the recording was already ready or failed.
     AlreadyDone,
+    /// Another worker is merging the recording (it holds the lease).
+    Busy,
 }
 
 /// `mergeProgress` goes out in steps of this many percent.
 const PROGRESS_STEP: u8 = 5;
 
-/// Chunk deletions in flight after a merge.
-const DELETES_IN_FLIGHT: usize = 16;
+/// How long the deliveries of an asynchronously invoked job are counted (Lambda retries within
+/// hours at most).
+const DELIVERY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 pub struct Merger {
+    /// Who this worker is, in the merge leases it holds.
+    holder: String,
+    records: Arc<Records>,
     store: Arc<dyn ObjectStore>,
     coord: Arc<dyn Coordinator>,
     notifier: Arc<dyn Notifier>,
@@ -70,15 +80,16 @@ pub struct Merger {
 
 impl Merger {
     pub fn new(
-        store: Arc<dyn ObjectStore>,
-        coord: Arc<dyn Coordinator>,
+        records: Arc<Records>,
         notifier: Arc<dyn Notifier>,
         settings: MergeSettings,
         presign_ttl: Duration,
     ) -> Self {
         Self {
-            store,
-            coord,
+            holder: hex::encode(crate::domain::random_bytes::<8>()),
+            store: records.store().clone(),
+            coord: records.coordinator().clone(),
+            records,
             notifier,
             settings,
             presign_ttl,
@@ -92,18 +103,54 @@ impl Merger {
         }
     }
 
-    /// Merge one recording. Idempotent: a job for a finished recording does nothing, and a
-    /// job taken over from a dead worker (`merging`) starts again and writes the same key.
-    /// A transient error (storage, Redis) is returned so the queue retries; any other failure
-    /// marks the recording `failed` with its code.
+    /// Merge one recording, holding its merge lease throughout, so that a retried stop or a
+    /// job delivered again never runs two merges of one recording at once: while another
+    /// worker holds it, this one does nothing (`Busy`). The lease is renewed every third of its
+    /// length; one lost (a stall longer than the lease) stops this merge.
     pub async fn run(&self, id: &RecordingId) -> Result<Outcome> {
-        let meta = self.coord.meta(id).await?.ok_or(Error::RecordingNotFound)?;
+        let lease = format!("merge:{id}");
+        let ttl = self.settings.lease;
+        if !self.coord.lease(&lease, &self.holder, ttl).await? {
+            info!(recording_id = %id, "another worker is merging it");
+            return Ok(Outcome::Busy);
+        }
+        let renewing = async {
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                match self.coord.lease(&lease, &self.holder, ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => warn!(recording_id = %id, error = %e, "merge lease not renewed"),
+                }
+            }
+        };
+        let outcome = tokio::select! {
+            outcome = self.merge_leased(id) => outcome,
+            () = renewing => {
+                warn!(recording_id = %id, "merge lease lost to another worker; stopped");
+                Ok(Outcome::Busy)
+            }
+        };
+        if let Err(e) = self.coord.release(&lease, &self.holder).await {
+            warn!(recording_id = %id, error = %e, "merge lease not released; it expires");
+        }
+        outcome
+    }
+
+    /// Merge one recording, its lease held. Idempotent: a job for a finished recording does
+    /// nothing, and a job taken over from a dead worker (`merging`) starts again and writes the
+    /// same key. A transient error (storage, Redis) is returned so the queue retries; any
+    /// other failure marks the recording `failed` with its code.
+    async fn merge_leased(&self, id: &RecordingId) -> Result<Outcome> {
+        let meta = self
+            .records
+            .meta(id)
+            .await?
+            .ok_or(Error::RecordingNotFound)?;
         match meta.state {
             RecordingState::Ready => {
                 // The worker that merged it may have died before it cleaned up.
-                if let Some(count) = meta.chunk_count {
-                    self.finish(id, count).await;
-                }
+                self.finish(id).await;
                 return Ok(Outcome::AlreadyDone);
             }
             RecordingState::Failed => return Ok(Outcome::AlreadyDone),
@@ -123,7 +170,7 @@ impl Merger {
                     )
                     .await?
                 {
-                    return Box::pin(self.run(id)).await;
+                    return Box::pin(self.merge_leased(id)).await;
                 }
             }
             RecordingState::Merging => info!(recording_id = %id, "taking over a merge"),
@@ -156,12 +203,13 @@ impl Merger {
                             container: output["container"].as_str().unwrap_or_default().into(),
                             salvaged: output["salvaged"].as_bool().unwrap_or(false),
                             lost: output.get("lost").cloned(),
+                            abandoned: meta.abandoned,
                         };
                         self.notify(id, kind).await;
                     }
                     Err(e) => warn!(recording_id = %id, error = %e, "no download URL to announce"),
                 }
-                self.remove_chunks(id, count).await;
+                self.remove_chunks(id).await;
                 info!(recording_id = %id, output = %output, "recording ready");
                 Ok(Outcome::Ready)
             }
@@ -172,6 +220,21 @@ impl Merger {
                 Ok(Outcome::Failed(e.code()))
             }
         }
+    }
+
+    /// Deliver a job that came with no count of its deliveries (a Lambda asynchronous invoke,
+    /// which Lambda retries on its own): the count is kept in the coordinator, so those retries
+    /// count against `MERGE_MAX_DELIVERIES` like any other.
+    pub async fn deliver_counted(&self, job: &MergeJob) -> bool {
+        let name = format!("deliveries:{}", job.recording_id);
+        let delivery = match self.coord.count(&name, DELIVERY_WINDOW).await {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(?job, error = %e, "delivery not counted; taken as the first");
+                1
+            }
+        };
+        self.deliver(job, delivery).await
     }
 
     /// Run delivery number `delivery` (from 1) of a merge job: the retry policy every queue
@@ -204,6 +267,15 @@ impl Merger {
         }
         .instrument(info_span!("merge", recording_id = %id, delivery))
         .await
+    }
+
+    /// Give up a merge stopped by a shutdown: its lease goes, so another worker may take it at
+    /// once.
+    pub async fn hand_back(&self, job: &MergeJob) {
+        let lease = format!("merge:{}", job.recording_id);
+        if let Err(e) = self.coord.release(&lease, &self.holder).await {
+            warn!(recording_id = %job.recording_id, error = %e, "merge lease not released; it expires");
+        }
     }
 
     /// Mark the recording failed with `e` (used too when retries of a transient error run out).
@@ -344,36 +416,36 @@ impl Merger {
 
     /// After success: the durable manifest, and the chunks removed unless kept. Idempotent, so
     /// a job delivered again after its worker died here finishes the work.
-    async fn finish(&self, id: &RecordingId, count: u32) {
+    async fn finish(&self, id: &RecordingId) {
         self.record(id).await;
-        self.remove_chunks(id, count).await;
+        self.remove_chunks(id).await;
     }
 
-    /// Write the durable manifest from the current state; a failure is logged.
+    /// Write the durable manifest from the current state, and, once the recording is finished,
+    /// remove its `active/` marker (the sweeper would, otherwise). A failure is logged.
     async fn record(&self, id: &RecordingId) {
-        if let Err(e) = write_manifest(self.store.as_ref(), self.coord.as_ref(), id).await {
+        if let Err(e) = self.records.record(id).await {
             warn!(recording_id = %id, error = %e, "manifest not updated");
+            return;
+        }
+        if let Err(e) = self.store.delete(&ObjectKey::active(id)).await {
+            warn!(recording_id = %id, error = %e, "active marker not removed");
         }
     }
 
     /// Delete a merged recording's chunks, unless they are kept.
-    async fn remove_chunks(&self, id: &RecordingId, count: u32) {
+    async fn remove_chunks(&self, id: &RecordingId) {
         if self.settings.keep_chunks {
             return;
         }
-        let store = self.store.as_ref();
-        let failed = futures::stream::iter(0..count)
-            .map(|i| async move {
-                store
-                    .delete(&ObjectKey::chunk(id, ChunkIndex::new(i)))
-                    .await
-            })
-            .buffer_unordered(DELETES_IN_FLIGHT)
-            .filter_map(|r| async move { r.err() })
-            .collect::<Vec<_>>()
-            .await;
-        if let Some(e) = failed.first() {
-            warn!(recording_id = %id, failed = failed.len(), error = %e, "chunks not deleted");
+        // Every chunk object the recording has, past its count too (an abandoned recording's).
+        let removed = async {
+            let listed = self.store.list(&ObjectKey::chunks_prefix(id)).await?;
+            let keys = listed.iter().filter_map(|l| ObjectKey::parse(&l.key).ok());
+            self.records.delete_all(keys.collect()).await
+        };
+        if let Err(e) = removed.await {
+            warn!(recording_id = %id, error = %e, "chunks not deleted");
         }
     }
 }
@@ -394,17 +466,42 @@ async fn contain_panic<T>(merge: impl Future<Output = Result<T>>) -> Result<T> {
         })
 }
 
-/// The embedded worker pool: up to `workers` merges at once from the in-process queue.
+/// How the worker pools stop: at `shutdown` they take no new job, and the merges in flight
+/// get `grace` to finish; what is still running then is handed back.
+#[derive(Clone, Debug)]
+pub struct Stopping {
+    pub shutdown: Shutdown,
+    pub grace: Duration,
+}
+
+impl Stopping {
+    /// Resolves `grace` after the shutdown fires.
+    async fn deadline(&self) {
+        self.shutdown.fired().await;
+        tokio::time::sleep(self.grace).await;
+    }
+}
+
+/// The embedded worker pool: up to `workers` merges at once from the in-process queue. At
+/// shutdown the merges in flight get the grace, then stop; the recordings stay `merging`, and
+/// the sweeper's first pass after the restart queues them again from their record.
 pub async fn run_workers(
     merger: Arc<Merger>,
     mut jobs: mpsc::UnboundedReceiver<MergeJob>,
     workers: usize,
+    stopping: Stopping,
 ) {
     let slots = Arc::new(Semaphore::new(workers.max(1)));
-    while let Some(job) = jobs.recv().await {
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        let job = tokio::select! {
+            job = jobs.recv() => job,
+            () = stopping.shutdown.fired() => None,
+        };
+        let Some(job) = job else { break };
         let permit = slots.clone().acquire_owned().await.expect("semaphore open");
         let merger = merger.clone();
-        tokio::spawn(async move {
+        running.spawn(async move {
             let _permit = permit;
             for delivery in 1.. {
                 if merger.deliver(&job, delivery).await {
@@ -414,20 +511,44 @@ pub async fn run_workers(
             }
         });
     }
+    let finishing = async { while running.join_next().await.is_some() {} };
+    if tokio::time::timeout(stopping.grace, finishing)
+        .await
+        .is_err()
+    {
+        warn!(
+            merges = running.len(),
+            "merges still running at the end of the grace; stopped"
+        );
+        running.shutdown().await;
+    }
 }
 
 /// The HA worker pool: `workers` loops on the Redis Stream, each holding its job by heartbeat.
-pub async fn run_stream_workers(merger: Arc<Merger>, queue: Arc<RedisQueue>, workers: usize) {
+/// Returns once every worker has stopped after the shutdown.
+pub async fn run_stream_workers(
+    merger: Arc<Merger>,
+    queue: Arc<RedisQueue>,
+    workers: usize,
+    stopping: Stopping,
+) {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..workers.max(1) {
-        tasks.spawn(stream_worker(merger.clone(), queue.clone()));
+        tasks.spawn(stream_worker(
+            merger.clone(),
+            queue.clone(),
+            stopping.clone(),
+        ));
     }
     while tasks.join_next().await.is_some() {}
 }
 
-async fn stream_worker(merger: Arc<Merger>, queue: Arc<RedisQueue>) {
+async fn stream_worker(merger: Arc<Merger>, queue: Arc<RedisQueue>, stopping: Stopping) {
     const BLOCK: Duration = Duration::from_secs(2);
     let mut reader = loop {
+        if stopping.shutdown.is_fired() {
+            return;
+        }
         match queue.reader(BLOCK).await {
             Ok(r) => break r,
             Err(e) => {
@@ -437,8 +558,12 @@ async fn stream_worker(merger: Arc<Merger>, queue: Arc<RedisQueue>) {
         }
     };
     loop {
-        match queue.next(&mut reader, BLOCK).await {
-            Ok(Some(delivery)) => handle(&merger, &queue, delivery).await,
+        let next = tokio::select! {
+            next = queue.next(&mut reader, BLOCK) => next,
+            () = stopping.shutdown.fired() => return,
+        };
+        match next {
+            Ok(Some(delivery)) => handle(&merger, &queue, delivery, &stopping).await,
             Ok(None) => {}
             Err(e) => {
                 warn!(error = %e, "reading merge jobs failed; retrying");
@@ -449,8 +574,9 @@ async fn stream_worker(merger: Arc<Merger>, queue: Arc<RedisQueue>) {
 }
 
 /// One delivery from the stream, held by heartbeat while it runs; left pending (for another
-/// worker after the lease) when it is to be retried.
-async fn handle(merger: &Merger, queue: &RedisQueue, delivery: Delivery) {
+/// worker after the lease) when it is to be retried; handed back at once (its entry made
+/// claimable, its recording's merge lease released) when the shutdown's grace runs out.
+async fn handle(merger: &Merger, queue: &RedisQueue, delivery: Delivery, stopping: &Stopping) {
     let Delivery {
         entry_id,
         job,
@@ -466,17 +592,31 @@ async fn handle(merger: &Merger, queue: &RedisQueue, delivery: Delivery) {
         }
     };
     let done = tokio::select! {
-        done = merger.deliver(&job, deliveries) => done,
+        done = merger.deliver(&job, deliveries) => Some(done),
         () = heartbeat => unreachable!("the heartbeat never ends"),
+        () = stopping.deadline() => None,
     };
-    if done && let Err(e) = queue.ack(&entry_id).await {
-        warn!(recording_id = %job.recording_id, error = %e, "merge job not acknowledged; it will run again, harmlessly");
+    match done {
+        Some(true) => {
+            if let Err(e) = queue.ack(&entry_id).await {
+                warn!(recording_id = %job.recording_id, error = %e, "merge job not acknowledged; it will run again, harmlessly");
+            }
+        }
+        Some(false) => {}
+        None => {
+            warn!(recording_id = %job.recording_id, "shutting down: merge handed back");
+            if let Err(e) = queue.hand_back(&entry_id).await {
+                warn!(recording_id = %job.recording_id, error = %e, "merge job not handed back; it is taken over after the lease");
+            }
+            merger.hand_back(&job).await;
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::ChunkIndex;
     use crate::queue::ChannelQueue;
     use crate::service::testing::with_recording;
 
@@ -503,10 +643,10 @@ mod tests {
             work_dir: f.dir.path().join("work"),
             keep_chunks: false,
             max_deliveries: 3,
+            lease: Duration::from_secs(60),
         };
         let merger = Merger::new(
-            store.clone(),
-            coord,
+            f.recordings.records().clone(),
             f.notifier.clone(),
             settings,
             Duration::from_secs(60),

@@ -47,6 +47,16 @@ pub enum EventKind {
         salvaged: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         lost: Option<serde_json::Value>,
+        /// Stopped by the sweeper after it was left unfinished.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        abandoned: bool,
+    },
+    /// Left unfinished: the sweeper stopped it (its merge follows) or deleted it.
+    RecordingAbandoned {
+        /// `merge` or `delete` (`ABANDONED`).
+        action: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        chunk_count: Option<u32>,
     },
     RecordingError {
         code: String,

@@ -185,6 +185,23 @@ impl RedisQueue {
         Ok(())
     }
 
+    /// Give a job back before its lease is over (this worker is stopping): it becomes as idle
+    /// as a job whose worker died, so another worker claims it at once.
+    pub async fn hand_back(&self, entry_id: &str) -> Result<()> {
+        let _: Vec<String> = redis::cmd("XCLAIM")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg(0)
+            .arg(entry_id)
+            .arg("IDLE")
+            .arg(self.lease.as_millis() as u64)
+            .arg("JUSTID")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
     /// The job is done (or given up): remove it.
     pub async fn ack(&self, entry_id: &str) -> Result<()> {
         let mut conn = self.conn.clone();

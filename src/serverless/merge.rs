@@ -1,16 +1,18 @@
-//! The merge function's events: an SQS batch from the merge queue's event source mapping, or
-//! one job by asynchronous invoke. Each job gets one delivery of [`Merger::deliver`], the retry
-//! policy every queue shares.
+//! The merge function's events: an SQS batch from the merge queue's event source mapping, one
+//! job by asynchronous invoke, or the EventBridge schedule's event, which runs a sweep. Each job gets one delivery of [`Merger::deliver`], the retry
+//! policy every queue shares (an invoked job's deliveries are counted in the coordinator, since
+//! Lambda's own retries carry no count).
 
 use std::sync::Arc;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use serde::Deserialize;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use crate::error::{Error, Result};
 use crate::merge::Merger;
 use crate::queue::MergeJob;
+use crate::sweep::Sweeper;
 
 /// What the merge function is invoked with.
 #[derive(Debug, Deserialize)]
@@ -18,15 +20,25 @@ use crate::queue::MergeJob;
 pub enum MergeEvent {
     Sqs(SqsEvent),
     Job(MergeJob),
+    /// The EventBridge schedule's event: a sweep.
+    Scheduled(Scheduled),
+}
+
+/// An EventBridge scheduled event (only its type is read).
+#[derive(Debug, Deserialize)]
+pub struct Scheduled {
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
 }
 
 pub struct MergeFunction {
     merger: Arc<Merger>,
+    sweeper: Arc<Sweeper>,
 }
 
 impl MergeFunction {
-    pub fn new(merger: Arc<Merger>) -> Self {
-        Self { merger }
+    pub fn new(merger: Arc<Merger>, sweeper: Arc<Sweeper>) -> Self {
+        Self { merger, sweeper }
     }
 
     /// SQS: the messages to deliver again are reported as batch item failures (the mapping has
@@ -60,8 +72,15 @@ impl MergeFunction {
                 }
                 Ok(Some(response))
             }
+            MergeEvent::Scheduled(event) => {
+                match self.sweeper.sweep_once().await? {
+                    Some(report) => info!(?report, detail_type = event.detail_type, "sweep done"),
+                    None => info!("another instance sweeps"),
+                }
+                Ok(None)
+            }
             MergeEvent::Job(job) => {
-                if self.merger.deliver(&job, 1).await {
+                if self.merger.deliver_counted(&job).await {
                     Ok(None)
                 } else {
                     warn!(?job, "merge to be retried by Lambda");

@@ -12,8 +12,8 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 
 use super::{
-    ByteStream, ObjectInfo, ObjectStore, PartUpload, Presign, PresignedUrl, SignedOp, Terms,
-    UrlSigner,
+    ByteStream, Listed, ObjectInfo, ObjectStore, PartUpload, Presign, PresignedUrl, SignedOp,
+    Terms, UrlSigner,
 };
 use crate::domain::{ChunkDigest, ChunkHasher, ObjectKey, Sha256Checksum};
 use crate::error::{Error, Result};
@@ -59,17 +59,52 @@ impl FsStore {
             .join(hex::encode(crate::domain::random_bytes::<12>()))
     }
 
-    /// Move a finished temp file into place.
-    async fn publish(&self, tmp: &Path, key: &ObjectKey) -> Result<()> {
+    /// Where an object's metadata (its SHA-256, hex) is kept: beside the tree of objects.
+    fn meta_path(&self, key: &ObjectKey) -> PathBuf {
+        self.root.join(".meta").join(key.as_str())
+    }
+
+    /// Move a finished temp file into place, its digest recorded first. With `replace` false,
+    /// an object already there stays and `false` is returned (a hard link, which cannot
+    /// replace, is the filesystem's `If-None-Match: *`).
+    async fn publish(
+        &self,
+        tmp: &Path,
+        key: &ObjectKey,
+        digest: &ChunkDigest,
+        replace: bool,
+    ) -> Result<bool> {
         let dest = self.path(key);
-        if let Some(dir) = dest.parent() {
+        let meta = self.meta_path(key);
+        for dir in [dest.parent(), meta.parent()].into_iter().flatten() {
             tokio::fs::create_dir_all(dir)
                 .await
                 .map_err(|e| io_err("creating", dir, e))?;
         }
-        tokio::fs::rename(tmp, &dest)
+        if !replace && tokio::fs::try_exists(&dest).await.unwrap_or(false) {
+            let _ = tokio::fs::remove_file(tmp).await;
+            return Ok(false);
+        }
+        let meta_tmp = self.temp_path();
+        tokio::fs::write(&meta_tmp, &digest.sha256)
             .await
-            .map_err(|e| io_err("renaming into", &dest, e))
+            .map_err(|e| io_err("writing", &meta_tmp, e))?;
+        tokio::fs::rename(&meta_tmp, &meta)
+            .await
+            .map_err(|e| io_err("renaming into", &meta, e))?;
+        if replace {
+            return tokio::fs::rename(tmp, &dest)
+                .await
+                .map(|()| true)
+                .map_err(|e| io_err("renaming into", &dest, e));
+        }
+        let linked = tokio::fs::hard_link(tmp, &dest).await;
+        let _ = tokio::fs::remove_file(tmp).await;
+        match linked {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(io_err("linking into", &dest, e)),
+        }
     }
 
     /// Write an object from a stream of bytes, refusing more than `max` bytes. Used by the
@@ -77,10 +112,22 @@ impl FsStore {
     pub async fn put_stream(
         &self,
         key: &ObjectKey,
-        mut body: impl futures::Stream<Item = Result<Bytes>> + Unpin + Send,
+        body: impl futures::Stream<Item = Result<Bytes>> + Unpin + Send,
         max: u64,
         check: impl FnOnce(&ChunkDigest) -> Result<()>,
     ) -> Result<u64> {
+        let (tmp, digest) = self.write_temp(body, max, check).await?;
+        self.publish(&tmp, key, &digest, true).await?;
+        Ok(digest.size)
+    }
+
+    /// Write a stream to a temp file, hashed as it goes and checked by `check` at its end.
+    async fn write_temp(
+        &self,
+        mut body: impl futures::Stream<Item = Result<Bytes>> + Unpin + Send,
+        max: u64,
+        check: impl FnOnce(&ChunkDigest) -> Result<()>,
+    ) -> Result<(PathBuf, ChunkDigest)> {
         let tmp = self.temp_path();
         let result = async {
             let mut file = tokio::fs::File::create(&tmp)
@@ -102,14 +149,11 @@ impl FsStore {
             file.sync_data()
                 .await
                 .map_err(|e| io_err("syncing", &tmp, e))?;
-            Ok(digest.size)
+            Ok(digest)
         }
         .await;
         match result {
-            Ok(n) => {
-                self.publish(&tmp, key).await?;
-                Ok(n)
-            }
+            Ok(digest) => Ok((tmp, digest)),
             Err(e) => {
                 let _ = tokio::fs::remove_file(&tmp).await;
                 Err(e)
@@ -132,6 +176,32 @@ impl FsStore {
             .len();
         Ok((file, size))
     }
+}
+
+/// The objects under `dir` (a directory of the tree rooted at `root`), recursively, keyed by
+/// their path from `root`.
+fn walk(root: &Path, dir: &Path, out: &mut Vec<Listed>) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            walk(root, &entry.path(), out)?;
+        } else if let Ok(rel) = entry.path().strip_prefix(root) {
+            out.push(Listed {
+                key: rel
+                    .to_string_lossy()
+                    .replace(std::path::MAIN_SEPARATOR, "/"),
+                size: meta.len(),
+                modified: meta.modified()?,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A multipart upload into the filesystem store: parts are written at their offsets into a temp
@@ -192,6 +262,45 @@ impl ObjectStore for FsStore {
             .map(|_| ())
     }
 
+    async fn put_new(
+        &self,
+        key: &ObjectKey,
+        body: Bytes,
+        _content_type: &str,
+        _digest: &ChunkDigest,
+    ) -> Result<Option<ObjectInfo>> {
+        let max = body.len() as u64;
+        let (tmp, digest) = self
+            .write_temp(futures::stream::iter([Ok(body)]), max, |_| Ok(()))
+            .await?;
+        if self.publish(&tmp, key, &digest, false).await? {
+            return Ok(None);
+        }
+        self.head(key)
+            .await?
+            .map(Some)
+            .ok_or_else(|| Error::Storage(format!("{key}: refused as existing, then not found")))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        // Walk from the deepest directory the prefix names; the hidden trees are not objects.
+        let dir = self
+            .root
+            .join(&prefix[..prefix.rfind('/').map_or(0, |i| i + 1)]);
+        let (root, wanted) = (self.root.clone(), prefix.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            walk(&root, &dir, &mut out).map(|()| {
+                out.retain(|l| l.key.starts_with(&wanted) && !l.key.starts_with('.'));
+                out.sort_by(|a, b| a.key.cmp(&b.key));
+                out
+            })
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("listing {prefix}: {e}")))?
+        .map_err(|e| Error::Storage(format!("listing {prefix}: {e}")))
+    }
+
     async fn get(&self, key: &ObjectKey) -> Result<ByteStream> {
         let (file, _) = self.open_read(key).await?;
         let path = self.path(key);
@@ -202,18 +311,24 @@ impl ObjectStore for FsStore {
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectInfo>> {
         match tokio::fs::metadata(self.path(key)).await {
-            Ok(m) => Ok(Some(ObjectInfo { size: m.len() })),
+            Ok(m) => Ok(Some(ObjectInfo {
+                size: m.len(),
+                sha256: tokio::fs::read_to_string(self.meta_path(key)).await.ok(),
+            })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err("reading metadata of", &self.path(key), e)),
         }
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
-        match tokio::fs::remove_file(self.path(key)).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err("removing", &self.path(key), e)),
+        for path in [self.path(key), self.meta_path(key)] {
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("removing", &path, e)),
+            }
         }
+        Ok(())
     }
 
     async fn begin_upload(
@@ -229,6 +344,27 @@ impl ObjectStore for FsStore {
             tmp,
             dest: self.path(key),
         }))
+    }
+
+    async fn abort_stale_uploads(&self, age: Duration) -> Result<u32> {
+        let before = std::time::SystemTime::now() - age;
+        let mut removed = 0;
+        let mut entries = tokio::fs::read_dir(&self.tmp)
+            .await
+            .map_err(|e| io_err("listing", &self.tmp, e))?;
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| io_err("listing", &self.tmp, e))?
+        {
+            let modified = entry.metadata().await.and_then(|m| m.modified());
+            if modified.is_ok_and(|m| m < before)
+                && tokio::fs::remove_file(entry.path()).await.is_ok()
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     async fn presign(

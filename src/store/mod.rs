@@ -15,22 +15,33 @@ use futures::stream::BoxStream;
 pub use self::fs::FsStore;
 pub use self::s3::{S3Settings, S3Store};
 pub use self::signed::{SignedOp, Terms, UrlSigner};
-use crate::domain::{ObjectKey, Sha256Checksum};
+use crate::domain::{ChunkDigest, ObjectKey, Sha256Checksum};
 use crate::error::Result;
 
 /// An object's bytes as they arrive.
 pub type ByteStream = BoxStream<'static, Result<Bytes>>;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectInfo {
     pub size: u64,
+    /// The SHA-256 (hex) its writer recorded in the object's metadata, when it did.
+    pub sha256: Option<String>,
+}
+
+/// An object found by [`ObjectStore::list`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    pub modified: SystemTime,
 }
 
 /// What a presigned URL lets its holder do.
 #[derive(Clone, Copy, Debug)]
 pub enum Presign<'a> {
     /// Upload the object's bytes with an HTTP PUT; when given, only a body of `size` bytes
-    /// whose SHA-256 is `sha256`, sent with it as `x-amz-checksum-sha256`.
+    /// whose SHA-256 is `sha256`, sent with it as `x-amz-checksum-sha256` (and recorded in the
+    /// object's metadata, as [`ObjectStore::put_new`] records it).
     Put {
         size: Option<u64>,
         sha256: Option<&'a Sha256Checksum>,
@@ -60,6 +71,9 @@ pub trait PartUpload: Send + Sync {
     async fn abort(self: Box<Self>);
 }
 
+/// The metadata name under which a chunk's SHA-256 (hex) is kept: `x-amz-meta-sha256`.
+pub const SHA256_METADATA: &str = "sha256";
+
 /// Size of every part but the last (S3 needs at least 5 MiB).
 pub const PART_SIZE: u64 = 8 * 1024 * 1024;
 
@@ -67,6 +81,21 @@ pub const PART_SIZE: u64 = 8 * 1024 * 1024;
 pub trait ObjectStore: Send + Sync + 'static {
     /// Store `body` under `key`, replacing what was there. Readers never see a partial object.
     async fn put(&self, key: &ObjectKey, body: Bytes, content_type: &str) -> Result<()>;
+
+    /// Store a chunk under `key` unless something is there already, with its digest in the
+    /// object's metadata (`x-amz-meta-sha256`): S3's `If-None-Match: *`. `Ok(None)` when it was
+    /// stored; `Ok(Some(info))`, and nothing written, when an object was there. (A server that
+    /// ignores `If-None-Match` replaces it instead; see docs/architecture.md for which do.)
+    async fn put_new(
+        &self,
+        key: &ObjectKey,
+        body: Bytes,
+        content_type: &str,
+        digest: &ChunkDigest,
+    ) -> Result<Option<ObjectInfo>>;
+
+    /// Every object whose key begins with `prefix`, in key order.
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>>;
 
     /// Stream an object's bytes; `Error::NotFound` when there is none.
     async fn get(&self, key: &ObjectKey) -> Result<ByteStream>;
@@ -82,6 +111,10 @@ pub trait ObjectStore: Send + Sync + 'static {
         key: &ObjectKey,
         content_type: &str,
     ) -> Result<Box<dyn PartUpload>>;
+
+    /// Abort the multipart uploads (and, for a directory, the temp files) begun more than
+    /// `age` ago and never completed. Returns how many.
+    async fn abort_stale_uploads(&self, age: Duration) -> Result<u32>;
 
     /// A URL that lets a browser read or write one object directly, for `ttl`.
     async fn presign(

@@ -14,8 +14,10 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::{ByteStream, ObjectInfo, ObjectStore, PartUpload, Presign, PresignedUrl};
-use crate::domain::{ObjectKey, Sha256Checksum};
+use super::{
+    ByteStream, Listed, ObjectInfo, ObjectStore, PartUpload, Presign, PresignedUrl, SHA256_METADATA,
+};
+use crate::domain::{ChunkDigest, ObjectKey, Sha256Checksum};
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug, Default)]
@@ -167,6 +169,70 @@ impl ObjectStore for S3Store {
         Ok(())
     }
 
+    async fn put_new(
+        &self,
+        key: &ObjectKey,
+        body: Bytes,
+        content_type: &str,
+        digest: &ChunkDigest,
+    ) -> Result<Option<ObjectInfo>> {
+        let put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .content_type(content_type)
+            .content_length(body.len() as i64)
+            .metadata(SHA256_METADATA, &digest.sha256)
+            .if_none_match("*")
+            .body(SdkStream::from(body))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(None),
+            // 412: something is there. (409 is S3's answer to a write racing another.)
+            Err(e)
+                if matches!(
+                    e.raw_response().map(|r| r.status().as_u16()),
+                    Some(412 | 409)
+                ) =>
+            {
+                match self.head(key).await? {
+                    Some(info) => Ok(Some(info)),
+                    None => Err(Error::Storage(format!(
+                        "PutObject {key}: refused as existing, then not found"
+                    ))),
+                }
+            }
+            Err(e) => Err(s3_err("PutObject", e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| s3_err("ListObjectsV2", e))?;
+            out.extend(page.contents().iter().filter_map(|o| {
+                Some(Listed {
+                    key: o.key()?.to_owned(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    modified: o
+                        .last_modified()
+                        .and_then(|t| SystemTime::try_from(*t).ok())
+                        .unwrap_or(SystemTime::UNIX_EPOCH),
+                })
+            }));
+        }
+        Ok(out)
+    }
+
     async fn get(&self, key: &ObjectKey) -> Result<ByteStream> {
         let out = match self
             .client
@@ -202,6 +268,7 @@ impl ObjectStore for S3Store {
         {
             Ok(out) => Ok(Some(ObjectInfo {
                 size: out.content_length().unwrap_or(0).max(0) as u64,
+                sha256: out.metadata().and_then(|m| m.get(SHA256_METADATA)).cloned(),
             })),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(s3_err("HeadObject", e)),
@@ -246,6 +313,49 @@ impl ObjectStore for S3Store {
         }))
     }
 
+    async fn abort_stale_uploads(&self, age: Duration) -> Result<u32> {
+        let before = SystemTime::now() - age;
+        let mut aborted = 0;
+        let (mut key_marker, mut id_marker) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| s3_err("ListMultipartUploads", e))?;
+            for upload in page.uploads() {
+                let started = upload
+                    .initiated()
+                    .and_then(|t| SystemTime::try_from(*t).ok());
+                let (Some(key), Some(id), Some(started)) =
+                    (upload.key(), upload.upload_id(), started)
+                else {
+                    continue;
+                };
+                if started < before {
+                    self.client
+                        .abort_multipart_upload()
+                        .bucket(&self.bucket)
+                        .key(key)
+                        .upload_id(id)
+                        .send()
+                        .await
+                        .map_err(|e| s3_err("AbortMultipartUpload", e))?;
+                    aborted += 1;
+                }
+            }
+            if !page.is_truncated().unwrap_or(false) {
+                return Ok(aborted);
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            id_marker = page.next_upload_id_marker().map(str::to_owned);
+        }
+    }
+
     async fn presign(
         &self,
         key: &ObjectKey,
@@ -263,6 +373,7 @@ impl ObjectStore for S3Store {
                 .key(key.as_str())
                 .set_content_length(size.map(|s| s as i64))
                 .set_checksum_sha256(sha256.map(Sha256Checksum::base64))
+                .set_metadata(sha256.map(|c| [(SHA256_METADATA.to_owned(), c.hex())].into()))
                 .presigned(config)
                 .await
                 .map_err(|e| s3_err("presigning PutObject", e))?,

@@ -655,10 +655,19 @@ async fn checksums_bind_each_chunk_to_the_bytes_declared() {
         );
         let confirm_path = format!("/recordings/{}/chunks/1/complete", rec.id);
         let confirm = || c.send(0, Method::POST, &confirm_path, Some(&rec.token), None);
-        let upload = |body: Vec<u8>, with_header: bool| {
+        // The PUT sends every header the grant lists, as given (they are signed).
+        let signed: Vec<(String, String)> = grant["headers"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect();
+        let upload = |body: Vec<u8>, with_headers: bool| {
             let mut req = c.http.put(&url).body(body);
-            if with_header {
-                req = req.header("x-amz-checksum-sha256", b64(good));
+            if with_headers {
+                for (name, value) in &signed {
+                    req = req.header(name, value);
+                }
             }
             async move { req.send().await.unwrap().status().as_u16() }
         };

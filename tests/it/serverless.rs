@@ -409,7 +409,7 @@ async fn serverless_flow_end_to_end() {
         (d.function().await, d.function().await, d.function().await);
     let mut api = Api::new(&api_core);
     let ws = WsFunction::new(ws_core.recordings.clone(), ws_core.gateway.clone().unwrap());
-    let merge = MergeFunction::new(merge_core.merger().unwrap());
+    let merge = MergeFunction::new(merge_core.merger().unwrap(), merge_core.sweeper());
     let fixture = Recording::load("vp8-opus-ts1000");
     let http = reqwest::Client::new();
 

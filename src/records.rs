@@ -1,0 +1,284 @@
+//! The durable record of a recording: its manifest and its chunk objects in the object store.
+//!
+//! The coordinator's state can be lost at any moment: a Redis restart without persistence, a
+//! failover to a replica that had not caught up, a flush, the keys' TTL, a restart of the
+//! embedded server. The store is the record: from it a finished recording is served as it was,
+//! and an unfinished one is rebuilt (its committed chunks and their digests from a listing of
+//! its chunk prefix, the next index above the highest) and goes on; a stopped one is queued
+//! for its merge again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use serde_json::{Value, json};
+use tracing::info;
+
+use crate::coord::{Coordinator, Failure, RecordingMeta};
+use crate::domain::{
+    ChunkDigest, ChunkHasher, Indexing, ObjectKey, RecordingId, RecordingState, TokenHash,
+};
+use crate::error::{Error, Result};
+use crate::queue::{MergeJob, MergeQueue};
+use crate::service::{Limits, StatusView};
+use crate::store::{ObjectInfo, ObjectStore, read_all};
+
+/// The manifest's format: 2 added the millisecond timestamps, `salvage` and `limits`.
+const VERSION: u64 = 2;
+
+/// Chunk objects read at once when a recording is rebuilt.
+const HEADS_IN_FLIGHT: usize = 16;
+
+/// A recording's manifest, from its coordination state.
+pub fn manifest(meta: &RecordingMeta, limits: &Limits) -> Value {
+    json!({
+        "version": VERSION,
+        "recording": StatusView::of(meta),
+        "tokenSha256": meta.token_hash.as_str(),
+        "indexing": meta.indexing.map(|i| i.as_str()),
+        "createdAtMs": meta.created_at_ms,
+        "updatedAtMs": meta.updated_at_ms,
+        "salvage": meta.salvage,
+        "abandoned": meta.abandoned,
+        "limits": {
+            "maxChunkBytes": limits.max_chunk_bytes,
+            "maxChunks": limits.max_chunks,
+        },
+    })
+}
+
+/// A manifest read back into coordination state.
+pub fn meta_of(id: &RecordingId, doc: &Value) -> Result<RecordingMeta> {
+    let bad = |what: &str| Error::Storage(format!("manifest of {id}: {what}"));
+    let rec = &doc["recording"];
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    let ms = |exact: &Value, stamp: &Value| {
+        exact.as_u64().or_else(|| {
+            let stamp = humantime::parse_rfc3339(stamp.as_str()?).ok()?;
+            let since = stamp.duration_since(std::time::UNIX_EPOCH).ok()?;
+            Some(since.as_millis() as u64)
+        })
+    };
+    Ok(RecordingMeta {
+        id: id.clone(),
+        state: RecordingState::parse(rec["status"].as_str().ok_or_else(|| bad("no status"))?)?,
+        mime_type: text(&rec["mimeType"]).ok_or_else(|| bad("no mimeType"))?,
+        token_hash: TokenHash::from_stored(
+            text(&doc["tokenSha256"]).ok_or_else(|| bad("no tokenSha256"))?,
+        ),
+        created_at_ms: ms(&doc["createdAtMs"], &rec["createdAt"]).unwrap_or(0),
+        updated_at_ms: ms(&doc["updatedAtMs"], &rec["updatedAt"]).unwrap_or(0),
+        chunks_received: rec["chunksReceived"].as_u64().unwrap_or(0) as u32,
+        bytes_received: rec["bytesReceived"].as_u64().unwrap_or(0),
+        chunk_count: rec["chunkCount"].as_u64().map(|c| c as u32),
+        indexing: doc["indexing"].as_str().and_then(Indexing::parse),
+        failure: rec["error"]["code"].as_str().map(|code| Failure {
+            code: code.to_owned(),
+            message: rec["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        }),
+        output: rec.get("output").map(Value::to_string),
+        salvage: doc["salvage"].as_bool().unwrap_or(false),
+        abandoned: doc["abandoned"].as_bool().unwrap_or(false),
+    })
+}
+
+/// Reads and writes the record, and rebuilds coordination state from it.
+pub struct Records {
+    store: Arc<dyn ObjectStore>,
+    coord: Arc<dyn Coordinator>,
+    queue: Arc<dyn MergeQueue>,
+    limits: Limits,
+}
+
+impl Records {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        coord: Arc<dyn Coordinator>,
+        queue: Arc<dyn MergeQueue>,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            store,
+            coord,
+            queue,
+            limits,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    pub fn coordinator(&self) -> &Arc<dyn Coordinator> {
+        &self.coord
+    }
+
+    pub fn queue(&self) -> &Arc<dyn MergeQueue> {
+        &self.queue
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// A recording's state: the coordinator's; when it has none, the record's (a finished
+    /// recording as it was, an unfinished one rebuilt into the coordinator). `None` when
+    /// neither knows it.
+    pub async fn meta(&self, id: &RecordingId) -> Result<Option<RecordingMeta>> {
+        if let Some(meta) = self.coord.meta(id).await? {
+            return Ok(Some(meta));
+        }
+        let Some(meta) = self.read(id).await? else {
+            return Ok(None);
+        };
+        if meta.state.is_terminal() {
+            return Ok(Some(meta));
+        }
+        self.rebuild(meta).await.map(Some)
+    }
+
+    /// The recording as its manifest has it.
+    pub async fn read(&self, id: &RecordingId) -> Result<Option<RecordingMeta>> {
+        let bytes = match read_all(self.store.as_ref(), &ObjectKey::manifest(id), None).await {
+            Ok(bytes) => bytes,
+            Err(Error::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let doc: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Storage(format!("manifest of {id}: {e}")))?;
+        meta_of(id, &doc).map(Some)
+    }
+
+    /// Write the manifest of `meta`.
+    pub async fn write(&self, meta: &RecordingMeta) -> Result<()> {
+        let doc = manifest(meta, &self.limits);
+        self.store
+            .put(
+                &ObjectKey::manifest(&meta.id),
+                Bytes::from(serde_json::to_vec_pretty(&doc).expect("JSON values serialize")),
+                "application/json",
+            )
+            .await
+    }
+
+    /// Write the manifest from the recording's current state.
+    pub async fn record(&self, id: &RecordingId) -> Result<()> {
+        let meta = self.meta(id).await?.ok_or(Error::RecordingNotFound)?;
+        self.write(&meta).await
+    }
+
+    /// Put an unfinished recording's state back into the coordinator, from its manifest and
+    /// its chunk objects. A stopped recording goes back to `stopping` and its merge is queued
+    /// again (the job may have been lost with the state; a job run twice merges once).
+    async fn rebuild(&self, mut meta: RecordingMeta) -> Result<RecordingMeta> {
+        let (chunks, latest) = self.stored_chunks(&meta.id).await?;
+        meta.chunks_received = chunks.len() as u32;
+        meta.bytes_received = chunks.values().map(|d| d.size).sum();
+        // Its last activity, for the sweeper: the newest chunk, if newer than the manifest.
+        if let Some(latest) = latest {
+            meta.updated_at_ms = meta.updated_at_ms.max(latest);
+        }
+        let stopped = matches!(
+            meta.state,
+            RecordingState::Stopping | RecordingState::Merging
+        );
+        if stopped {
+            meta.state = RecordingState::Stopping;
+        }
+        if self.coord.restore(&meta, &chunks).await? {
+            info!(
+                recording_id = %meta.id,
+                state = %meta.state,
+                chunks = chunks.len(),
+                "coordination state rebuilt from the store"
+            );
+            if stopped {
+                self.queue
+                    .enqueue(MergeJob {
+                        recording_id: meta.id.to_string(),
+                    })
+                    .await?;
+            }
+        }
+        Ok(self.coord.meta(&meta.id).await?.unwrap_or(meta))
+    }
+
+    /// The digest of the object at `key`, described by `info`: from its metadata, or, for an
+    /// object written without it, by reading it.
+    pub async fn digest_of(&self, key: &ObjectKey, info: ObjectInfo) -> Result<ChunkDigest> {
+        if let Some(sha256) = info.sha256 {
+            return Ok(ChunkDigest {
+                sha256,
+                size: info.size,
+            });
+        }
+        let mut hasher = ChunkHasher::default();
+        let mut body = self.store.get(key).await?;
+        while let Some(piece) = body.next().await {
+            hasher.update(&piece?);
+        }
+        Ok(hasher.finish())
+    }
+
+    /// A recording's chunk objects by index, with their digests, and when the newest was
+    /// written (milliseconds since the epoch).
+    pub async fn stored_chunks(
+        &self,
+        id: &RecordingId,
+    ) -> Result<(BTreeMap<u32, ChunkDigest>, Option<u64>)> {
+        let listed = self.store.list(&ObjectKey::chunks_prefix(id)).await?;
+        let latest = listed
+            .iter()
+            .filter_map(|l| l.modified.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as u64)
+            .max();
+        let store = self.store.as_ref();
+        futures::stream::iter(listed)
+            .filter_map(|l| async move {
+                let key = ObjectKey::parse(&l.key).ok()?;
+                Some((key.chunk_index()?, key))
+            })
+            .map(|(index, key)| async move {
+                // Gone since the listing (deleted after a merge): not the recording's any more.
+                let Some(info) = store.head(&key).await? else {
+                    return Ok(None);
+                };
+                let digest = self.digest_of(&key, info).await?;
+                Ok::<_, Error>(Some((index.get(), digest)))
+            })
+            .buffer_unordered(HEADS_IN_FLIGHT)
+            .try_filter_map(|found| async move { Ok(found) })
+            .try_collect()
+            .await
+            .map(|chunks| (chunks, latest))
+    }
+
+    /// Delete a recording: every object (chunks, manifest, output, marker) and all its state.
+    /// Deleting one that is gone does nothing.
+    pub async fn delete(&self, id: &RecordingId) -> Result<()> {
+        let mut keys = vec![ObjectKey::active(id)];
+        for prefix in [
+            ObjectKey::chunks_prefix(id),
+            ObjectKey::recording_prefix(id),
+        ] {
+            let listed = self.store.list(&prefix).await?;
+            keys.extend(listed.iter().filter_map(|l| ObjectKey::parse(&l.key).ok()));
+        }
+        self.delete_all(keys).await?;
+        self.coord.forget(id).await
+    }
+
+    /// Delete these objects, [`HEADS_IN_FLIGHT`] at a time.
+    pub async fn delete_all(&self, keys: Vec<ObjectKey>) -> Result<()> {
+        let store = self.store.as_ref();
+        futures::stream::iter(keys)
+            .map(|key| async move { store.delete(&key).await })
+            .buffer_unordered(HEADS_IN_FLIGHT)
+            .try_collect::<()>()
+            .await
+    }
+}
