@@ -189,6 +189,15 @@ impl Records {
         if stopped {
             meta.state = RecordingState::Stopping;
         }
+        // A stopped recording's job goes first: once the state is back, nothing else would
+        // queue it (a job that finds the state missing rebuilds it in turn).
+        if stopped {
+            self.queue
+                .enqueue(MergeJob {
+                    recording_id: meta.id.to_string(),
+                })
+                .await?;
+        }
         if self.coord.restore(&meta, &chunks).await? {
             info!(
                 recording_id = %meta.id,
@@ -196,13 +205,6 @@ impl Records {
                 chunks = chunks.len(),
                 "coordination state rebuilt from the store"
             );
-            if stopped {
-                self.queue
-                    .enqueue(MergeJob {
-                        recording_id: meta.id.to_string(),
-                    })
-                    .await?;
-            }
         }
         Ok(self.coord.meta(&meta.id).await?.unwrap_or(meta))
     }

@@ -1,6 +1,7 @@
 //! The recording use cases, written once against the ports. Every transport (HTTP, WebSocket,
 //! Lambda) calls these and only maps their results.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -244,6 +245,24 @@ impl Recordings {
         Ok(meta)
     }
 
+    /// Run `op` against the coordinator; if it has lost the recording (a Redis restart, a
+    /// flush), rebuild the recording from the store and run `op` once more.
+    async fn rebuilding<T, Fut>(&self, id: &RecordingId, op: impl Fn() -> Fut) -> Result<T>
+    where
+        Fut: Future<Output = Result<T>>,
+    {
+        match op().await {
+            Err(Error::RecordingNotFound) => {
+                self.records
+                    .meta(id)
+                    .await?
+                    .ok_or(Error::RecordingNotFound)?;
+                op().await
+            }
+            done => done,
+        }
+    }
+
     pub fn parse_seq(&self, raw: &str) -> Result<ChunkIndex> {
         ChunkIndex::parse_seq(raw, self.limits().max_chunks)
     }
@@ -281,9 +300,10 @@ impl Recordings {
         // write never replaces one (`If-None-Match`). A seq is the client's, so other bytes
         // there are a conflict; a next index was reused, so the stored chunk is recorded and
         // this one claims another.
+        let max = self.limits().max_chunks;
         for _ in 0..MAX_REUSED_INDICES {
-            let claim = coord
-                .claim(&meta.id, slot, &digest, self.limits().max_chunks)
+            let claim = self
+                .rebuilding(&meta.id, || coord.claim(&meta.id, slot, &digest, max))
                 .await?;
             let index = claim.index();
             if claim == Claim::Stored(index) {
@@ -307,7 +327,9 @@ impl Recordings {
                     continue;
                 }
             }
-            let committed = coord.commit(&meta.id, index, &digest).await?;
+            let committed = self
+                .rebuilding(&meta.id, || coord.commit(&meta.id, index, &digest))
+                .await?;
             if meta.indexing.is_none() {
                 // The first chunk fixed the recording's indexing: the record keeps it.
                 if let Err(e) = self.records.record(&meta.id).await {
@@ -341,15 +363,15 @@ impl Recordings {
                     sha256: sha256.hex(),
                     size,
                 };
+                let (coord, max) = (self.coordinator(), self.limits().max_chunks);
+                let slot = Slot::Seq(seq);
                 let claim = self
-                    .coordinator()
-                    .claim(&meta.id, Slot::Seq(seq), &digest, self.limits().max_chunks)
+                    .rebuilding(&meta.id, || coord.claim(&meta.id, slot, &digest, max))
                     .await?;
                 matches!(claim, Claim::Stored(_))
             }
             _ => self
-                .coordinator()
-                .reserve(&meta.id, seq)
+                .rebuilding(&meta.id, || self.coordinator().reserve(&meta.id, seq))
                 .await?
                 .is_some_and(|known| known.stored),
         };
@@ -419,7 +441,10 @@ impl Recordings {
         let body = read_all(self.store().as_ref(), &key, Some(info.size)).await?;
         let digest = ChunkDigest::of(&body);
         // The grant declared these bytes: an object that is not them goes, uncounted.
-        if let Some(known) = self.coordinator().reserve(&meta.id, seq).await?
+        let coord = self.coordinator();
+        if let Some(known) = self
+            .rebuilding(&meta.id, || coord.reserve(&meta.id, seq))
+            .await?
             && !known.stored
             && known.digest != digest
         {
@@ -433,9 +458,9 @@ impl Recordings {
                 )),
             });
         }
+        let (max, slot) = (self.limits().max_chunks, Slot::Seq(seq));
         let claim = self
-            .coordinator()
-            .claim(&meta.id, Slot::Seq(seq), &digest, self.limits().max_chunks)
+            .rebuilding(&meta.id, || coord.claim(&meta.id, slot, &digest, max))
             .await?;
         if let Claim::Stored(index) = claim {
             return Ok(ChunkReceipt {
@@ -443,7 +468,9 @@ impl Recordings {
                 duplicate: true,
             });
         }
-        let committed = self.coordinator().commit(&meta.id, seq, &digest).await?;
+        let committed = self
+            .rebuilding(&meta.id, || coord.commit(&meta.id, seq, &digest))
+            .await?;
         Ok(self.chunk_saved(&meta.id, seq, committed).await)
     }
 
@@ -461,7 +488,11 @@ impl Recordings {
     /// then hands the recording to the merge queue.
     pub async fn stop(&self, meta: &RecordingMeta, count: i64) -> Result<StatusView> {
         let count = i64::from(self.chunk_count(count)?);
-        match self.coordinator().stop(&meta.id, count as u32).await {
+        let coord = self.coordinator();
+        match self
+            .rebuilding(&meta.id, || coord.stop(&meta.id, count as u32))
+            .await
+        {
             Ok(()) => {
                 if let Err(e) = self.write_manifest(&meta.id).await {
                     warn!(recording_id = %meta.id, error = %e, "manifest not updated at stop");

@@ -10,6 +10,7 @@ locals {
     "PUT /recordings/{id}/chunks/{seq}",
     "POST /recordings/{id}/chunks/{seq}/complete",
     "POST /recordings/{id}/stop",
+    "POST /recordings/{id}/merge",
     "GET /recordings/{id}/download",
     "GET /healthz",
     "GET /readyz",

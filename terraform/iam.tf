@@ -29,9 +29,11 @@ resource "aws_iam_role_policy_attachment" "vpc_access" {
 locals {
   # Object keys (src/domain/key.rs): chunks/{id}/{index:08} under their own prefix, so a
   # lifecycle rule can expire them; recordings/{id}/manifest.json and
-  # recordings/{id}/output.{webm|mkv|mp4}. Nothing else in the bucket is the functions'.
+  # recordings/{id}/output.{webm|mkv|mp4}; active/{id}, an empty marker per unfinished
+  # recording, so the sweeper lists those alone. Nothing else in the bucket is the functions'.
   chunk_objects_arn      = "${aws_s3_bucket.recordings.arn}/chunks/*"
   recordings_objects_arn = "${aws_s3_bucket.recordings.arn}/recordings/*"
+  active_objects_arn     = "${aws_s3_bucket.recordings.arn}/active/*"
 
   # Each function's policy: the shared statements below plus its own document.
   function_policies = {
@@ -109,7 +111,16 @@ data "aws_iam_policy_document" "api" {
     resources = [local.recordings_objects_arn]
   }
 
-  # HeadBucket (readiness), and 404 rather than 403 from HeadObject on a chunk not uploaded.
+  # create writes the recording's active/{id} marker; the merge or the sweeper removes it.
+  statement {
+    sid       = "ActiveMarkers"
+    actions   = ["s3:PutObject"]
+    resources = [local.active_objects_arn]
+  }
+
+  # Listing chunks/{id}/ to rebuild a recording Redis lost; HeadBucket (readiness); 404 rather
+  # than 403 from HeadObject on a chunk not uploaded. No s3:prefix condition: HeadBucket and
+  # that 404 carry no prefix, so a condition would turn both into 403s.
   statement {
     sid       = "RecordingsBucket"
     actions   = ["s3:ListBucket"]
@@ -128,11 +139,21 @@ data "aws_iam_policy_document" "api" {
     actions   = ["sqs:SendMessage"]
     resources = [aws_sqs_queue.merge.arn]
   }
+
+  # The sweep re-queues stuck merges and abandoned recordings; a rebuild, a stopped recording.
+  statement {
+    sid       = "EnqueueMerge"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.merge.arn]
+  }
 }
 
 # --- ws -------------------------------------------------------------------------------------
-# Reads state from Redis; the status of a ready recording (status, and the snapshot sent on
-# subscribe) carries a presigned download URL, which works only if the role may read it.
+# Reads state from Redis. On a miss ($connect's authorize, status) it rebuilds the recording
+# from the store like api does: the manifest, a listing of chunks/{id}/ and each chunk's
+# digest, and re-queues a stopped one. The status of a ready recording (status, and the
+# snapshot sent on subscribe) carries a presigned download URL, which works only if the role
+# may read it. It writes nothing to the bucket.
 data "aws_iam_policy_document" "ws" {
   source_policy_documents = [data.aws_iam_policy_document.common["ws"].json]
 
@@ -142,6 +163,27 @@ data "aws_iam_policy_document" "ws" {
     resources = [local.recordings_objects_arn]
   }
 
+  # HeadObject for a chunk's digest (its metadata), GetObject for one written without it.
+  statement {
+    sid       = "RebuildChunks"
+    actions   = ["s3:GetObject"]
+    resources = [local.chunk_objects_arn]
+  }
+
+  # The chunks/{id}/ listing, and 404 rather than 403 for a chunk deleted since (see api).
+  statement {
+    sid       = "RecordingsBucket"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.recordings.arn]
+  }
+
+  statement {
+    sid       = "EnqueueMerge"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.merge.arn]
+  }
+
+  # The encrypted environment, and the SSE-KMS objects it reads or presigns.
   statement {
     sid       = "EnvironmentKey"
     actions   = ["kms:Decrypt"]
@@ -150,10 +192,12 @@ data "aws_iam_policy_document" "ws" {
 }
 
 # --- merge ----------------------------------------------------------------------------------
+# The merge, and the sweep on the EventBridge schedule (sweep.tf).
 data "aws_iam_policy_document" "merge" {
   source_policy_documents = [data.aws_iam_policy_document.common["merge"].json]
 
-  # Read the chunks, delete them once merged.
+  # Read the chunks, delete them once merged; the sweep deletes those of expired and deleted
+  # abandoned recordings, and chunks no manifest owns.
   statement {
     sid       = "ChunkObjects"
     actions   = ["s3:GetObject", "s3:DeleteObject"]
@@ -161,22 +205,34 @@ data "aws_iam_policy_document" "merge" {
   }
 
   # Write the output (multipart for large outputs) and the manifest; presign the download
-  # sent with recordingReady.
+  # sent with recordingReady. The sweep reads manifests, writes an abandoned recording's,
+  # deletes recordings past retention_days or abandoned with abandoned = delete, and aborts
+  # multipart uploads left for a day (only outputs are multipart).
   statement {
     sid = "RecordingObjects"
     actions = [
       "s3:GetObject",
       "s3:PutObject",
+      "s3:DeleteObject",
       "s3:AbortMultipartUpload",
       "s3:ListMultipartUploadParts",
     ]
     resources = [local.recordings_objects_arn]
   }
 
-  # 404 rather than 403 from HeadObject/GetObject on a missing chunk.
+  # A finished recording's marker is removed by its merge, a stale one by the sweep.
+  statement {
+    sid       = "ActiveMarkers"
+    actions   = ["s3:DeleteObject"]
+    resources = [local.active_objects_arn]
+  }
+
+  # The sweep's listings (active/, recordings/, chunks/) and a rebuild's (chunks/{id}/); 404
+  # rather than 403 from HeadObject/GetObject on a missing chunk (no s3:prefix condition, see
+  # api). ListBucketMultipartUploads: the sweep finds uploads left behind.
   statement {
     sid       = "RecordingsBucket"
-    actions   = ["s3:ListBucket"]
+    actions   = ["s3:ListBucket", "s3:ListBucketMultipartUploads"]
     resources = [aws_s3_bucket.recordings.arn]
   }
 
@@ -194,6 +250,13 @@ data "aws_iam_policy_document" "merge" {
       "sqs:GetQueueAttributes",
       "sqs:ChangeMessageVisibility",
     ]
+    resources = [aws_sqs_queue.merge.arn]
+  }
+
+  # The sweep re-queues stuck merges and abandoned recordings; a rebuild, a stopped recording.
+  statement {
+    sid       = "EnqueueMerge"
+    actions   = ["sqs:SendMessage"]
     resources = [aws_sqs_queue.merge.arn]
   }
 }

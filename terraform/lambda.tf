@@ -7,12 +7,19 @@ locals {
   # Every function: coordination through Redis, JSON logs, and events out through the
   # WebSocket API's Management API (each of them publishes: api chunkSaved/recordingState,
   # ws replies and status, merge mergeProgress/recordingReady).
+  # The sweep settings too: the sweeper runs in merge, but api and ws report and rebuild the
+  # same recordings, so all three read them alike.
   common_env = {
     REDIS_URL                 = local.redis_url
     REDIS_PREFIX              = var.redis_prefix
     LOG_FORMAT                = "json"
     APIGW_MANAGEMENT_ENDPOINT = local.apigw_management_endpoint
+    ABANDON_AFTER_SECS        = tostring(var.abandon_after_secs)
+    ABANDONED                 = var.abandoned
   }
+
+  # Unset keeps recordings for ever; a Lambda environment value cannot be null.
+  retention_env = var.retention_days == null ? {} : { RETENTION_DAYS = tostring(var.retention_days) }
 
   # What differs between the three functions. Everything else is in aws_lambda_function.fn.
   functions = {
@@ -36,8 +43,9 @@ locals {
     }
 
     # The WebSocket API's $connect / $disconnect / $default. It builds the same recording
-    # service as the api function (status and authorize read Redis), so it needs the store's
-    # configuration, though it reads no object today (see iam.tf).
+    # service as the api function: authorize and status read Redis, and on a miss rebuild the
+    # recording from the store, re-queueing a stopped one (so MERGE_QUEUE_URL: without it the
+    # job would go to a Redis Stream nothing reads here).
     ws = {
       description          = "screenrec WebSocket routes"
       zip                  = var.ws_zip
@@ -47,13 +55,16 @@ locals {
       layers               = []
       ephemeral_storage_mb = null
       env = {
-        STORAGE   = "s3"
-        S3_BUCKET = aws_s3_bucket.recordings.bucket
+        STORAGE         = "s3"
+        S3_BUCKET       = aws_s3_bucket.recordings.bucket
+        MERGE_QUEUE_URL = aws_sqs_queue.merge.url
       }
     }
 
-    # SQS-driven ffmpeg merge. MERGE_MAX_DELIVERIES equals the queue's maxReceiveCount, so
-    # the recording is marked failed on the last delivery before SQS moves the job to the DLQ.
+    # SQS-driven ffmpeg merge, and the sweep on the EventBridge schedule (sweep.tf).
+    # MERGE_MAX_DELIVERIES equals the queue's maxReceiveCount, so the recording is marked
+    # failed on the last delivery before SQS moves the job to the DLQ. MERGE_QUEUE_URL is where
+    # the sweep and a rebuild re-queue merges (unset, they would go to a Redis Stream).
     merge = {
       description          = "screenrec merge worker (ffmpeg)"
       zip                  = var.merge_zip
@@ -69,6 +80,7 @@ locals {
         FFMPEG_PATH          = "/opt/bin/ffmpeg"
         MERGE_WORK_DIR       = "/tmp"
         MERGE_MAX_DELIVERIES = tostring(var.merge_max_receive_count)
+        MERGE_QUEUE_URL      = aws_sqs_queue.merge.url
       }
     }
   }
@@ -137,7 +149,7 @@ resource "aws_lambda_function" "fn" {
   }
 
   environment {
-    variables = merge(local.common_env, each.value.env)
+    variables = merge(local.common_env, local.retention_env, each.value.env)
   }
 
   tracing_config {

@@ -56,7 +56,7 @@ variable "cors_allowed_origins" {
 }
 
 variable "chunk_retention_days" {
-  description = "Days after which uploaded chunk objects (chunks/) are deleted by S3 lifecycle, merged or not."
+  description = "Days after which chunk objects (chunks/) are deleted by S3 lifecycle, merged or not: what the merge and the sweeper left (a failed recording's chunks, KEEP_CHUNKS). Must exceed the longest recording plus abandon_after_secs."
   type        = number
   default     = 2
 
@@ -66,14 +66,61 @@ variable "chunk_retention_days" {
   }
 }
 
+# Replaced by retention_days. Declared only so that a tfvars file still setting it fails with
+# the way out, rather than being ignored while its recordings are kept for ever.
 variable "recording_retention_days" {
-  description = "Days after which every object under recordings/ (manifests, merged outputs) is deleted by S3 lifecycle."
+  description = "Removed: recordings are deleted by the sweeper after retention_days, no longer by S3 lifecycle. Leave unset."
   type        = number
-  default     = 7
+  default     = null
 
   validation {
-    condition     = var.recording_retention_days >= 1 && floor(var.recording_retention_days) == var.recording_retention_days
-    error_message = "recording_retention_days must be a whole number >= 1."
+    condition     = var.recording_retention_days == null
+    error_message = "recording_retention_days is gone: the sweeper deletes recordings after retention_days (unset keeps them for ever). Set retention_days to the same value instead (the old default was 7)."
+  }
+}
+
+variable "retention_days" {
+  description = "Days after which the sweeper deletes a recording, every object and all its state (RETENTION_DAYS); null keeps recordings for ever."
+  type        = number
+  default     = null
+
+  validation {
+    # A conditional, not ||: older Terraform evaluates both sides of ||, and null >= 1 is an error.
+    condition     = var.retention_days == null ? true : (var.retention_days >= 1 && var.retention_days <= 36500 && floor(var.retention_days) == var.retention_days)
+    error_message = "retention_days must be null (keep for ever) or a whole number between 1 and 36500."
+  }
+}
+
+variable "abandon_after_secs" {
+  description = "A recording with no chunk and no stop for this many seconds is abandoned by the sweeper (ABANDON_AFTER_SECS): merged or deleted, see abandoned."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.abandon_after_secs >= 1 && var.abandon_after_secs <= 31536000 && floor(var.abandon_after_secs) == var.abandon_after_secs
+    error_message = "abandon_after_secs must be a whole number between 1 and 31536000 (a year)."
+  }
+}
+
+variable "abandoned" {
+  description = "What the sweeper does with an abandoned recording (ABANDONED): merge its chunks from 0 on (marked abandoned), or delete it."
+  type        = string
+  default     = "merge"
+
+  validation {
+    condition     = contains(["merge", "delete"], var.abandoned)
+    error_message = "abandoned must be merge or delete."
+  }
+}
+
+variable "sweep_schedule" {
+  description = "EventBridge schedule expression of the sweep the merge function runs (stuck merges queued again, abandoned recordings, retention, stale uploads, orphan chunks)."
+  type        = string
+  default     = "rate(5 minutes)"
+
+  validation {
+    condition     = can(regex("^(rate\\(1 (minute|hour|day)\\)|rate\\(([2-9]|[1-9][0-9]+) (minutes|hours|days)\\)|cron\\(.+\\))$", var.sweep_schedule))
+    error_message = "sweep_schedule must be an EventBridge schedule expression: rate(1 minute), rate(N minutes|hours|days) or cron(...)."
   }
 }
 

@@ -3,8 +3,8 @@
 (LocalStack S3 + SQS with the init hook, Redis).
 
 They parse each file with PyYAML and check the services, the wiring between them (endpoints,
-ports, bucket, dependencies, health checks) and that every file they mount or build from is in
-the repository. Run from the repository root (terraform/check.sh does, with its venv):
+ports, bucket, dependencies, health checks), Redis's durability settings, the instances'
+graceful stop, and that every file they mount or build from is in the repository. Run from the repository root (terraform/check.sh does, with its venv):
 
     /opt/screenrec-tools/checkov/bin/python -m unittest discover -s infra/tests -v
 """
@@ -68,6 +68,22 @@ def bind_mounts(service):
         if source.startswith((".", "/")):
             out.append((source, target))
     return out
+
+
+def duration_secs(value):
+    """Seconds in a compose duration ("40s", "1m30s", "1h", "500ms"); a bare number is seconds."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)", str(value))
+    assert parts and "".join(n + u for n, u in parts) == str(value), f"not a duration: {value!r}"
+    unit = {"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * unit[u] for n, u in parts)
+
+
+def flags(command):
+    """{--flag: value} of a command given as a list of words."""
+    words = [str(w) for w in command]
+    return {w: words[i + 1] if i + 1 < len(words) else None for i, w in enumerate(words) if w.startswith("--")}
 
 
 def health_test(service):
@@ -135,7 +151,6 @@ class InfraCompose(ComposeChecks):
     def test_instances_use_redis_and_minio(self):
         redis_port = 6379
         minio_port = 9000
-        self.assertIn("--appendonly", " ".join(self.services["redis"].get("command", [])))
         self.assertIn(minio_port, published(self.services["minio"]))
         bucket_job = " ".join(self.services["create-bucket"]["command"])
         for name in INSTANCES:
@@ -155,6 +170,42 @@ class InfraCompose(ComposeChecks):
                 deps = depends(self.services[name])
                 self.assertEqual(deps.get("redis"), "service_healthy")
                 self.assertEqual(deps.get("create-bucket"), "service_completed_successfully")
+
+    def test_redis_durability(self):
+        redis = flags(self.services["redis"]["command"])
+        self.assertEqual(redis.get("--appendonly"), "yes", "AOF on")
+        self.assertEqual(redis.get("--appendfsync"), "everysec")
+        # One Redis and no replica: min-replicas-to-write would refuse every write.
+        self.assertNotIn("--min-replicas-to-write", redis)
+        self.assertNotIn("--min-replicas-max-lag", redis)
+        self.assertIn("/data", " ".join(str(v) for v in self.services["redis"].get("volumes", [])),
+                      "the AOF outlives the container")
+        # ... but the setting for deployments with replicas is shown, commented, with the lag.
+        with open(self.path, encoding="utf-8") as fh:
+            comments = "\n".join(line.strip() for line in fh if line.strip().startswith("#"))
+        for setting in ("--min-replicas-to-write", "--min-replicas-max-lag", "--appendfsync"):
+            self.assertIn(setting, comments, f"the commented example lacks {setting}")
+        self.assertRegex(comments, r"(?i)asynchronous")
+        self.assertRegex(comments, r"(?i)rebuild")
+
+    def test_graceful_stop(self):
+        for name in INSTANCES:
+            with self.subTest(instance=name):
+                service = self.services[name]
+                grace = env(service).get("SHUTDOWN_GRACE_SECS")
+                self.assertIsNotNone(grace, "SHUTDOWN_GRACE_SECS is set")
+                self.assertRegex(grace, r"^\d+$")
+                self.assertIn("stop_grace_period", service, "compose would kill it 10 s after SIGTERM")
+                stop = duration_secs(service["stop_grace_period"])
+                # Time for the merges to finish or be handed back, and the WebSockets to close,
+                # but not so long that a hung instance holds up a restart.
+                self.assertGreater(stop, int(grace), "stop_grace_period must outlast SHUTDOWN_GRACE_SECS")
+                self.assertLessEqual(stop, int(grace) + 60)
+                self.assertNotIn("stop_signal", service, "the server shuts down on SIGTERM")
+        with open(os.path.join(INFRA, "Dockerfile"), encoding="utf-8") as fh:
+            dockerfile = fh.read()
+        # Exec form: the server is PID 1 and gets the SIGTERM itself, not a shell.
+        self.assertRegex(dockerfile, r'(?m)^ENTRYPOINT \[')
 
     def test_load_balancer(self):
         nginx = self.services["nginx"]

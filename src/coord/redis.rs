@@ -137,7 +137,7 @@ return {'ok'}
 /// KEYS: meta, chunks, digests. ARGV: ttl, n, n field/value pairs of meta, then index/digest
 /// pairs of stored chunks.
 const RESTORE: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'state') == 1 then return 0 end
 local ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2])
 for k = 0, n - 1 do redis.call('HSET', KEYS[1], ARGV[3 + 2 * k], ARGV[4 + 2 * k]) end
 local nxt = 0
@@ -154,7 +154,7 @@ return 1
 
 /// KEYS: meta, chunks, digests. ARGV: index, existing digest, its sha256, its size, our sha256.
 const ADOPT: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'state') == 0 then return 0 end
 if redis.call('HGET', KEYS[2], ARGV[1]) ~= 's:' .. ARGV[2] then
   redis.call('HSET', KEYS[2], ARGV[1], 's:' .. ARGV[2])
   redis.call('HINCRBY', KEYS[1], 'received', 1)
@@ -369,7 +369,9 @@ impl Coordinator for RedisCoordinator {
     async fn meta(&self, id: &RecordingId) -> Result<Option<RecordingMeta>> {
         let mut conn = self.conn.clone();
         let h: HashMap<String, String> = conn.hgetall(self.keys(id).meta).await?;
-        if h.is_empty() {
+        // Without a state it is not a recording: after a loss, an event's version counter can
+        // be all there is of it.
+        if !h.contains_key("state") {
             return Ok(None);
         }
         parse_meta(id, h).map(Some)

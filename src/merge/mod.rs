@@ -55,7 +55,7 @@ pub enum Outcome {
     Failed(&'static str),
     /// Nothing to do: the recording was already ready or failed.
     AlreadyDone,
-    /// Another worker is merging the recording (it holds the lease).
+    /// Another worker is merging the recording (it holds the lease); the job is retried.
     Busy,
 }
 
@@ -180,17 +180,30 @@ impl Merger {
             .ok_or_else(|| Error::Internal("stopped recording has no chunk count".into()))?;
         match self.merge_and_upload(id, count, meta.salvage).await {
             Ok(output) => {
-                self.coord
-                    .transition(
-                        id,
-                        RecordingState::Merging,
-                        RecordingState::Ready,
-                        StateUpdate {
-                            output: Some(output.to_string()),
-                            ..StateUpdate::default()
-                        },
-                    )
-                    .await?;
+                let update = StateUpdate {
+                    output: Some(output.to_string()),
+                    ..StateUpdate::default()
+                };
+                let ready = self
+                    .coord
+                    .transition(id, RecordingState::Merging, RecordingState::Ready, update)
+                    .await;
+                match ready {
+                    // The coordinator lost the recording while it merged: it is rebuilt from the
+                    // store (still `stopping` there, with its job queued again) and merged again.
+                    Err(Error::RecordingNotFound) | Ok(false) => {
+                        if let Err(e) = self.records.meta(id).await {
+                            warn!(recording_id = %id, error = %e, "not rebuilt; the sweeper will");
+                        }
+                        return Err(Error::Coordination(
+                            "the recording's state changed during its merge; it is merged again"
+                                .into(),
+                        ));
+                    }
+                    ready => {
+                        ready?;
+                    }
+                }
                 // The durable record first, then the news: whoever hears of it can read it.
                 self.record(id).await;
                 match download_url(self.store.as_ref(), id, &output, self.presign_ttl).await {
@@ -248,6 +261,12 @@ impl Merger {
         let last = delivery >= u64::from(self.settings.max_deliveries);
         async {
             match contain_panic(self.run(&id)).await {
+                // Another worker holds the merge: this job waits its turn, in case that merge
+                // fails; the last delivery gives up on it (the holder is alive and renewing).
+                Ok(Outcome::Busy) => {
+                    info!("another worker is merging it; this job is retried later");
+                    last
+                }
                 Ok(outcome) => {
                     info!(?outcome, "merge job done");
                     true

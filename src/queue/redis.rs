@@ -61,18 +61,24 @@ impl RedisQueue {
             consumer,
             lease,
         };
+        queue.create_group().await?;
+        Ok(queue)
+    }
+
+    /// Create the stream and its consumer group, unless they exist (again, after Redis lost
+    /// them: the jobs lost with them are queued again from the store's record).
+    async fn create_group(&self) -> Result<()> {
         let created: redis::RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE")
-            .arg(&queue.stream)
+            .arg(&self.stream)
             .arg(GROUP)
             .arg("0")
             .arg("MKSTREAM")
-            .query_async(&mut queue.conn.clone())
+            .query_async(&mut self.conn.clone())
             .await;
         match created {
-            Ok(()) => Ok(queue),
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(queue),
-            Err(e) => Err(e.into()),
+            Err(e) if e.code() != Some("BUSYGROUP") => Err(e.into()),
+            _ => Ok(()),
         }
     }
 
@@ -95,6 +101,20 @@ impl RedisQueue {
     /// The next job for this consumer: first one abandoned by a dead worker, else a new one
     /// (waiting up to `block` on `reader`). `None` when there is none.
     pub async fn next(
+        &self,
+        reader: &mut ConnectionManager,
+        block: Duration,
+    ) -> Result<Option<Delivery>> {
+        match self.take(reader, block).await {
+            Err(Error::Coordination(e)) if e.contains("NOGROUP") => {
+                self.create_group().await?;
+                Ok(None)
+            }
+            taken => taken,
+        }
+    }
+
+    async fn take(
         &self,
         reader: &mut ConnectionManager,
         block: Duration,
@@ -224,14 +244,26 @@ impl RedisQueue {
 #[async_trait]
 impl MergeQueue for RedisQueue {
     async fn enqueue(&self, job: MergeJob) -> Result<()> {
-        let _: String = redis::cmd("XADD")
-            .arg(&self.stream)
-            .arg("*")
-            .arg("recordingId")
-            .arg(&job.recording_id)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(|e| Error::Coordination(format!("queueing the merge: {e}")))?;
-        Ok(())
+        // Once more if the connection broke (Redis restarted): the connection manager has
+        // reconnected by then, and a job queued twice merges once.
+        let mut last = None;
+        for _ in 0..2 {
+            let added: redis::RedisResult<String> = redis::cmd("XADD")
+                .arg(&self.stream)
+                .arg("*")
+                .arg("recordingId")
+                .arg(&job.recording_id)
+                .query_async(&mut self.conn.clone())
+                .await;
+            match added {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_io_error() || e.is_connection_dropped() => last = Some(e),
+                Err(e) => return Err(Error::Coordination(format!("queueing the merge: {e}"))),
+            }
+        }
+        Err(Error::Coordination(format!(
+            "queueing the merge: {}",
+            last.expect("an error")
+        )))
     }
 }

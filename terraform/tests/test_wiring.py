@@ -27,6 +27,7 @@ HTTP_ROUTES = {
     "PUT /recordings/{id}/chunks/{seq}",
     "POST /recordings/{id}/chunks/{seq}/complete",
     "POST /recordings/{id}/stop",
+    "POST /recordings/{id}/merge",
     "GET /recordings/{id}/download",
     "GET /healthz",
     "GET /readyz",
@@ -35,18 +36,22 @@ HTTP_ROUTES = {
 WS_ROUTES = {"$connect", "$disconnect", "$default"}
 FUNCTIONS = ("api", "ws", "merge")
 
+# The sweep settings every function reads alike (RETENTION_DAYS too, but only when set).
+SWEEP_ENV = ("ABANDON_AFTER_SECS", "ABANDONED")
 ENV_VARS = {
     "api": ("STORAGE", "S3_BUCKET", "REDIS_URL", "REDIS_PREFIX", "LOG_FORMAT", "PRESIGN_TTL_SECS",
-            "MAX_CHUNK_BYTES", "MERGE_QUEUE_URL", "APIGW_MANAGEMENT_ENDPOINT"),
+            "MAX_CHUNK_BYTES", "MERGE_QUEUE_URL", "APIGW_MANAGEMENT_ENDPOINT", *SWEEP_ENV),
     "ws": ("STORAGE", "S3_BUCKET", "REDIS_URL", "REDIS_PREFIX", "APIGW_MANAGEMENT_ENDPOINT",
-           "LOG_FORMAT"),
+           "LOG_FORMAT", "MERGE_QUEUE_URL", *SWEEP_ENV),
     "merge": ("STORAGE", "S3_BUCKET", "FFMPEG_PATH", "MERGE_WORK_DIR", "MERGE_MAX_DELIVERIES",
-              "REDIS_URL", "REDIS_PREFIX", "APIGW_MANAGEMENT_ENDPOINT", "LOG_FORMAT"),
+              "REDIS_URL", "REDIS_PREFIX", "APIGW_MANAGEMENT_ENDPOINT", "LOG_FORMAT",
+              "MERGE_QUEUE_URL", *SWEEP_ENV),
 }
 
+# Every function may rebuild a recording Redis lost and re-queue it if stopped (sqs:SendMessage).
 REQUIRED_ACTIONS = {
     "api": {"s3:PutObject", "s3:GetObject", "sqs:SendMessage", "execute-api:ManageConnections"},
-    "ws": {"execute-api:ManageConnections"},
+    "ws": {"execute-api:ManageConnections", "sqs:SendMessage"},
     "merge": {
         "s3:GetObject",
         "s3:PutObject",
@@ -54,30 +59,47 @@ REQUIRED_ACTIONS = {
         "s3:AbortMultipartUpload",
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",
+        "sqs:SendMessage",
         "execute-api:ManageConnections",
     },
 }
 
 # Object keys (src/domain/key.rs): chunks/{id}/{index:08}, recordings/{id}/manifest.json,
-# recordings/{id}/output.{ext}. Which object actions each function has on which prefix: exactly
-# these, so a missing grant and a needless one both fail.
+# recordings/{id}/output.{ext}, active/{id}. Which object actions each function has on which
+# prefix: exactly these, so a missing grant and a needless one both fail.
 CHUNKS = "local.chunk_objects_arn"
 RECORDINGS = "local.recordings_objects_arn"
+ACTIVE = "local.active_objects_arn"
 OBJECT_ACCESS = {
     "api": {
         CHUNKS: {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
         RECORDINGS: {"s3:GetObject", "s3:PutObject"},
+        # create writes the marker.
+        ACTIVE: {"s3:PutObject"},
     },
-    # Presigns the download URL in the status of a ready recording.
-    "ws": {RECORDINGS: {"s3:GetObject"}},
+    # Presigns the download URL in the status of a ready recording; reads chunk digests when it
+    # rebuilds one.
+    "ws": {RECORDINGS: {"s3:GetObject"}, CHUNKS: {"s3:GetObject"}},
     "merge": {
+        # The sweep deletes orphan chunks and those of deleted recordings.
         CHUNKS: {"s3:GetObject", "s3:DeleteObject"},
-        RECORDINGS: {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload",
+        # The sweep deletes recordings past retention and abandoned ones (abandoned = delete),
+        # and aborts stale multipart uploads.
+        RECORDINGS: {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
                      "s3:ListMultipartUploadParts"},
+        # The merge and the sweep remove finished recordings' markers.
+        ACTIVE: {"s3:DeleteObject"},
     },
 }
-# S3 actions on the bucket itself rather than on objects.
-BUCKET_ACTIONS = {"s3:ListBucket"}
+# S3 actions on the bucket itself rather than on objects, per function: the listings (a
+# rebuild's chunks/{id}/, the sweep's active/, recordings/ and chunks/), HeadBucket, 404 for a
+# missing object; and the sweep's ListMultipartUploads.
+BUCKET_ACCESS = {
+    "api": {"s3:ListBucket"},
+    "ws": {"s3:ListBucket"},
+    "merge": {"s3:ListBucket", "s3:ListBucketMultipartUploads"},
+}
+BUCKET_ACTIONS = set().union(*BUCKET_ACCESS.values())
 
 
 # --- parsing helpers ------------------------------------------------------------------------
@@ -228,7 +250,7 @@ class TerraformWiring(unittest.TestCase):
         normalised."""
         fn = self.fn_resource()
         variables = norm(str(self.attr(block_list(fn["environment"])[0], "variables")))
-        self.assertEqual(variables.replace(" ", ""), "merge(local.common_env,each.value.env)")
+        self.assertEqual(variables.replace(" ", ""), "merge(local.common_env,local.retention_env,each.value.env)")
         merged = dict(self.local("common_env"))
         own = value(self.settings(name)["env"])
         self.assertIsInstance(own, dict, f"{name}: env is not a literal object")
@@ -334,10 +356,87 @@ class TerraformWiring(unittest.TestCase):
     def test_lambda_permissions_scoped_to_apis(self):
         seen = {}
         for body in self.res["aws_lambda_permission"].values():
-            self.assertEqual(self.attr(body, "principal"), "apigateway.amazonaws.com")
-            seen[self.ref(body, "function_name")] = self.ref(body, "source_arn")
-        self.assertIn("aws_apigatewayv2_api.http.execution_arn", seen["aws_lambda_function.fn[api].function_name"])
-        self.assertIn("aws_apigatewayv2_api.ws.execution_arn", seen["aws_lambda_function.fn[ws].function_name"])
+            key = (self.ref(body, "function_name"), self.attr(body, "principal"))
+            self.assertNotIn(key, seen, f"two permissions for {key}")
+            seen[key] = self.ref(body, "source_arn")
+        self.assertEqual(
+            set(seen),
+            {
+                ("aws_lambda_function.fn[api].function_name", "apigateway.amazonaws.com"),
+                ("aws_lambda_function.fn[ws].function_name", "apigateway.amazonaws.com"),
+                ("aws_lambda_function.fn[merge].function_name", "events.amazonaws.com"),
+            },
+            "API Gateway invokes api and ws, EventBridge merge (the sweep); nothing else",
+        )
+        self.assertIn("aws_apigatewayv2_api.http.execution_arn",
+                      seen[("aws_lambda_function.fn[api].function_name", "apigateway.amazonaws.com")])
+        self.assertIn("aws_apigatewayv2_api.ws.execution_arn",
+                      seen[("aws_lambda_function.fn[ws].function_name", "apigateway.amazonaws.com")])
+        self.assertEqual(seen[("aws_lambda_function.fn[merge].function_name", "events.amazonaws.com")],
+                         "aws_cloudwatch_event_rule.sweep.arn", "only the sweep rule may invoke merge")
+
+    def test_sweep_schedule_invokes_merge(self):
+        rules = self.res.get("aws_cloudwatch_event_rule", {})
+        self.assertEqual(set(rules), {"sweep"})
+        rule = rules["sweep"]
+        self.assertEqual(self.ref(rule, "schedule_expression"), "var.sweep_schedule")
+        self.assertNotIn("event_pattern", rule, "a schedule, not a pattern")
+        self.assertEqual(unwrap(self.vars["sweep_schedule"]["default"]), "rate(5 minutes)")
+        targets = self.res.get("aws_cloudwatch_event_target", {})
+        self.assertEqual(len(targets), 1)
+        target = next(iter(targets.values()))
+        self.assertEqual(self.ref(target, "rule"), "aws_cloudwatch_event_rule.sweep.name")
+        self.assertEqual(self.ref(target, "arn"), "aws_lambda_function.fn[merge].arn")
+        # The function tells a sweep from a merge job by the scheduled event's detail-type, so
+        # the event goes through as EventBridge makes it.
+        for key in ("input", "input_path", "input_transformer"):
+            self.assertNotIn(key, target, f"the target must not replace the event ({key})")
+        # The sweep has the merge function's timeout (a pass may delete many objects).
+        self.assertEqual(self.number(value(self.settings("merge")["timeout"])), 900)
+
+    def test_sweep_schedule_validation(self):
+        cond = self.attr(block_list(self.vars["sweep_schedule"]["validation"])[0], "condition")
+        m = re.search(r'regex\("(.+)",\s*var\.sweep_schedule\)', cond)
+        self.assertTrue(m, f"sweep_schedule validation is not a regex: {cond!r}")
+        pattern = m.group(1).replace("\\\\", "\\")
+        for good in ("rate(5 minutes)", "rate(1 minute)", "rate(2 hours)", "rate(1 day)", "cron(0/5 * * * ? *)"):
+            self.assertRegex(good, pattern)
+        for bad in ("rate(1 minutes)", "rate(5 minute)", "rate(0 minutes)", "5 minutes", "rate(5 minutes) "):
+            self.assertNotRegex(bad, pattern)
+
+    def test_sweep_settings_reach_every_function(self):
+        for name in FUNCTIONS:
+            with self.subTest(function=name):
+                env = self.env(name)
+                self.assertEqual(env["ABANDON_AFTER_SECS"], "tostring(var.abandon_after_secs)")
+                self.assertEqual(env["ABANDONED"], "var.abandoned")
+                # Only through local.retention_env, which omits it when retention_days is null.
+                self.assertNotIn("RETENTION_DAYS", env)
+                # The server's in-process sweeper settings; the schedule replaces the interval.
+                self.assertNotIn("SWEEP_INTERVAL_SECS", env)
+                self.assertNotIn("SHUTDOWN_GRACE_SECS", env)
+        # Not norm(): it drops the braces the empty object is made of. Inner ${…} first, then
+        # the outer one.
+        retention = re.sub(r"[\\\"' ]", "", str(self.local("retention_env")))
+        retention = re.sub(r"\$\{([^{}]*)\}", r"\1", retention)
+        if retention.startswith("${") and retention.endswith("}"):
+            retention = retention[2:-1]
+        self.assertRegex(
+            retention,
+            r"^var\.retention_days==(null|None)\?\{\}:\{RETENTION_DAYS[:=]tostring\(var\.retention_days\)\}$",
+        )
+        self.assertIsNone(unwrap(self.vars["retention_days"]["default"]), "unset keeps recordings for ever")
+        self.assertEqual(unwrap(self.vars["abandon_after_secs"]["default"]), 3600)
+        self.assertEqual(unwrap(self.vars["abandoned"]["default"]), "merge")
+        abandoned = self.attr(block_list(self.vars["abandoned"]["validation"])[0], "condition")
+        self.assertRegex(re.sub(r"[ ']", "", norm(abandoned)), r"contains\(\[merge,delete\],var\.abandoned\)")
+        # A conditional: a null must not reach the comparison.
+        condition = norm(self.attr(block_list(self.vars["retention_days"]["validation"])[0], "condition"))
+        self.assertRegex(condition, r"^var\.retention_days == (null|None) \? (true|True) : .*var\.retention_days >= 1")
+        # The removed lifecycle retention refuses a value rather than ignoring it.
+        self.assertIsNone(unwrap(self.vars["recording_retention_days"]["default"]))
+        guard = norm(self.attr(block_list(self.vars["recording_retention_days"]["validation"])[0], "condition"))
+        self.assertRegex(guard, r"^var\.recording_retention_days == (null|None)$")
 
     def test_one_function_resource_per_settings_entry(self):
         fn = self.fn_resource()
@@ -397,6 +496,14 @@ class TerraformWiring(unittest.TestCase):
         self.assertEqual(self.actions_on("api", "execute-api:ManageConnections"), {"local.ws_connections_arn"})
         self.assertEqual(self.actions_on("api", "sqs:SendMessage"), {"aws_sqs_queue.merge.arn"})
 
+    def test_every_function_requeues_to_the_merge_queue(self):
+        # A rebuild (any function) and the sweep (merge) re-queue merges. Without MERGE_QUEUE_URL
+        # the job would go to a Redis Stream, which nothing consumes in this deployment.
+        for name in FUNCTIONS:
+            with self.subTest(function=name):
+                self.assertEqual(self.env(name)["MERGE_QUEUE_URL"], "aws_sqs_queue.merge.url")
+                self.assertEqual(self.actions_on(name, "sqs:SendMessage"), {"aws_sqs_queue.merge.arn"})
+
     def actions_on(self, function, action):
         """The resources the function's policy allows `action` on."""
         return {r for _, a, res in self.statements(function) if action in a for r in res}
@@ -407,7 +514,7 @@ class TerraformWiring(unittest.TestCase):
         self.assertEqual(env["S3_BUCKET"], "aws_s3_bucket.recordings.bucket")
         self.assertEqual(env["APIGW_MANAGEMENT_ENDPOINT"], "local.apigw_management_endpoint")
         self.assertEqual(self.actions_on("ws", "execute-api:ManageConnections"), {"local.ws_connections_arn"})
-        writes = {a for a in self.actions("ws") if a.startswith("s3:") and a != "s3:GetObject"}
+        writes = {a for a in self.actions("ws") if a.startswith("s3:")} - {"s3:GetObject", "s3:ListBucket"}
         self.assertEqual(writes, set(), "ws does not write the bucket")
 
     def test_management_endpoint_and_connections(self):
@@ -475,13 +582,14 @@ class TerraformWiring(unittest.TestCase):
                 logs = self.actions_on(function, "logs:PutLogEvents")
                 self.assertEqual(logs, {"aws_cloudwatch_log_group.fn[each.key].arn:*"}, "own log group only")
 
-    def test_s3_resources_within_chunks_and_recordings(self):
+    def test_s3_resources_within_chunks_recordings_and_active(self):
         bucket = "aws_s3_bucket.recordings.arn"
         self.assertEqual(norm(str(self.local("chunk_objects_arn"))), f"{bucket}/chunks/*")
         self.assertEqual(norm(str(self.local("recordings_objects_arn"))), f"{bucket}/recordings/*")
+        self.assertEqual(norm(str(self.local("active_objects_arn"))), f"{bucket}/active/*")
         for function in FUNCTIONS:
             with self.subTest(function=function):
-                access = {}
+                access, on_bucket = {}, set()
                 for doc, actions, resources in self.statements(function):
                     s3 = {a for a in actions if a.startswith("s3:")}
                     if not s3:
@@ -489,13 +597,16 @@ class TerraformWiring(unittest.TestCase):
                     self.assertEqual(s3, actions, f"{doc}: S3 and other actions in one statement")
                     if s3 <= BUCKET_ACTIONS:
                         self.assertEqual(resources, [bucket], f"{doc}: {s3}")
+                        on_bucket |= s3
                         continue
                     self.assertFalse(s3 & BUCKET_ACTIONS, f"{doc}: bucket and object actions mixed")
                     self.assertTrue(resources, doc)
                     for r in resources:
-                        self.assertIn(r, (CHUNKS, RECORDINGS), f"{doc}: {r} is outside chunks/* and recordings/*")
+                        self.assertIn(r, (CHUNKS, RECORDINGS, ACTIVE),
+                                      f"{doc}: {r} is outside chunks/*, recordings/* and active/*")
                         access.setdefault(r, set()).update(s3)
                 self.assertEqual(access, OBJECT_ACCESS[function])
+                self.assertEqual(on_bucket, BUCKET_ACCESS[function])
 
     def test_no_wildcard_actions(self):
         for name, doc in self.data["aws_iam_policy_document"].items():
@@ -528,18 +639,45 @@ class TerraformWiring(unittest.TestCase):
         lc = self.res["aws_s3_bucket_lifecycle_configuration"]["recordings"]
         self.assertTrue(self.ref(lc, "bucket").startswith("aws_s3_bucket.recordings."))
         rules = {self.attr(r, "id"): r for r in block_list(lc["rule"])}
-        self.assertIn("abort_incomplete_multipart_upload", rules["abort-incomplete-multipart-uploads"])
-        for rule_id, prefix, days in (
-            ("expire-chunks", "chunks/", "var.chunk_retention_days"),
-            ("expire-recordings", "recordings/", "var.recording_retention_days"),
-        ):
-            with self.subTest(rule=rule_id):
-                rule = rules[rule_id]
-                self.assertEqual(self.attr(rule, "status"), "Enabled")
-                filt = block_list(rule["filter"])[0]
-                self.assertEqual({k for k in filt if not k.startswith("__")}, {"prefix"}, "a plain prefix filter")
-                self.assertEqual(self.attr(filt, "prefix"), prefix)
-                self.assertEqual(self.ref(block_list(rule["expiration"])[0], "days"), days)
+        self.assertEqual(set(rules), {"abort-incomplete-multipart-uploads", "expire-chunks"})
+        # The second line of defence behind the sweep's own aborts.
+        abort = rules["abort-incomplete-multipart-uploads"]
+        self.assertEqual(self.attr(abort, "status"), "Enabled")
+        self.assertEqual(self.number(self.attr(block_list(abort["abort_incomplete_multipart_upload"])[0],
+                                               "days_after_initiation")), 1)
+        rule = rules["expire-chunks"]
+        self.assertEqual(self.attr(rule, "status"), "Enabled")
+        filt = block_list(rule["filter"])[0]
+        self.assertEqual({k for k in filt if not k.startswith("__")}, {"prefix"}, "a plain prefix filter")
+        self.assertEqual(self.attr(filt, "prefix"), "chunks/")
+        self.assertEqual(self.ref(block_list(rule["expiration"])[0], "days"), "var.chunk_retention_days")
+        # An abandoned recording's chunks outlive the wait before the sweeper merges them.
+        conditions = [norm(self.attr(p, "condition"))
+                      for lb in block_list(lc.get("lifecycle", [])) for p in block_list(lb.get("precondition", []))]
+        self.assertTrue(any("var.abandon_after_secs" in c and "var.chunk_retention_days" in c for c in conditions),
+                        "no precondition ties chunk_retention_days to abandon_after_secs")
+
+    def test_no_lifecycle_rule_deletes_recordings_or_markers(self):
+        # The manifest is the durable record and active/ the sweeper's list of unfinished
+        # recordings: only retention_days, through the sweeper, removes them. A rule deletes
+        # objects when it has an expiration, a noncurrent-version expiration or a transition
+        # (not deleting, but not for objects this short-lived either); it may only do so under a
+        # prefix inside chunks/.
+        deleting = ("expiration", "noncurrent_version_expiration", "transition", "noncurrent_version_transition")
+        for lc_name, lc in self.res["aws_s3_bucket_lifecycle_configuration"].items():
+            for rule in block_list(lc["rule"]):
+                rule_id = self.attr(rule, "id")
+                with self.subTest(configuration=lc_name, rule=rule_id):
+                    if not any(k in rule for k in deleting):
+                        continue
+                    prefixes = [unquote(p) for f in block_list(rule.get("filter", [])) for p in strings(f.get("prefix", []))]
+                    prefixes += [unquote(p) for f in block_list(rule.get("filter", []))
+                                 for a in block_list(f.get("and", [])) for p in strings(a.get("prefix", []))]
+                    self.assertTrue(prefixes, f"{rule_id} deletes objects bucket-wide")
+                    for p in prefixes:
+                        self.assertTrue(p.startswith("chunks/"), f"{rule_id} deletes under {p!r}")
+        for fname, text in self.raw.items():
+            self.assertNotRegex(text, r'prefix\s*=\s*"(recordings|active)/', f"{fname}: a rule on recordings/ or active/")
 
     def test_bucket_encryption_and_cors(self):
         sse = self.res["aws_s3_bucket_server_side_encryption_configuration"]["recordings"]
@@ -558,9 +696,21 @@ class TerraformWiring(unittest.TestCase):
                 self.assertTrue(str(unwrap(body["description"])).strip())
                 self.assertIn("type", body)
         for name in ("region", "cors_allowed_origins", "log_retention_days", "lambda_architecture",
-                     "merge_memory_mb", "merge_ephemeral_storage_mb", "recording_retention_days"):
+                     "merge_memory_mb", "merge_ephemeral_storage_mb", "recording_retention_days",
+                     "retention_days", "abandon_after_secs", "abandoned", "sweep_schedule"):
             self.assertIn("validation", self.vars[name], f"{name} needs a validation block")
         self.assertIs(unwrap(self.vars["redis_url"]["sensitive"]), True)
+
+    def test_tfvars_example_sets_declared_variables(self):
+        with open(os.path.join(TF_DIR, "terraform.tfvars.example"), encoding="utf-8") as fh:
+            example = {k: unwrap(v) for k, v in hcl2.load(fh).items() if not k.startswith("__")}
+        self.assertEqual(set(example) - set(self.vars), set(), "the example sets undeclared variables")
+        self.assertNotIn("recording_retention_days", example, "replaced by retention_days")
+        for name in ("retention_days", "sweep_schedule", "abandon_after_secs", "abandoned"):
+            self.assertIn(name, example)
+        self.assertIn(example["abandoned"], ("merge", "delete"))
+        # The lifecycle precondition (s3.tf).
+        self.assertLessEqual(example["abandon_after_secs"] + 3600, example["chunk_retention_days"] * 86400)
 
     def test_outputs(self):
         outputs = set()

@@ -4,6 +4,7 @@
 mod api;
 mod common;
 mod coordinator;
+mod durable;
 mod ha;
 mod merge;
 mod notify;
