@@ -201,9 +201,11 @@ impl Sweeper {
             report.abandoned_deleted += 1;
             return Ok(());
         }
+        // Merged as a salvage: a closed tab's last chunk can end inside a frame.
         let update = StateUpdate {
             chunk_count: Some(count),
             abandoned: true,
+            salvage: true,
             ..StateUpdate::default()
         };
         let coord = self.records.coordinator();

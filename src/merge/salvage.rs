@@ -191,12 +191,19 @@ impl Salvage {
             if self.hunting.is_some() && !self.resync() {
                 break;
             }
-            let fed = self.feed_scanner().and_then(|()| self.scanner.finish());
+            let fed = self.feed_scanner();
+            // At the end, an element the data stops inside is the only damaged one (a
+            // recording cut off, as an abandoned one is): what came before it is whole.
+            let exact = fed.is_ok();
+            let finished = fed.and_then(|()| self.scanner.finish());
             let units = self.scanner.take_units();
             self.accept(units);
-            match fed {
+            match finished {
                 Ok(()) => break,
-                Err(damage) => self.damaged(&damage, None)?,
+                Err(damage) => {
+                    let at = damage.at;
+                    self.damaged(&damage, exact.then_some(at))?
+                }
             }
         }
         while let Some(unit) = self.held.pop_front() {

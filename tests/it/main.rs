@@ -9,4 +9,5 @@ mod ha;
 mod merge;
 mod notify;
 mod serverless;
+mod sweep;
 mod ws_client;
