@@ -74,6 +74,64 @@ impl S3Store {
     }
 }
 
+/// How many times a read that broke off in the middle of a body (a connection reset) goes on
+/// from where it stopped, before the error is the reader's.
+const BODY_RESUMES: u32 = 3;
+
+/// An object being read. The SDK retries a request that fails before its answer; a body cut
+/// short is resumed here, with a ranged GET of what is left of the same version (`If-Match`).
+struct Reading {
+    client: Client,
+    bucket: String,
+    key: String,
+    etag: Option<String>,
+    size: Option<u64>,
+    body: SdkStream,
+    delivered: u64,
+    resumes: u32,
+}
+
+impl Reading {
+    async fn next(&mut self) -> Option<Result<Bytes>> {
+        loop {
+            let e = match self.body.next().await? {
+                Ok(piece) => {
+                    self.delivered += piece.len() as u64;
+                    return Some(Ok(piece));
+                }
+                Err(e) => e,
+            };
+            if self.size == Some(self.delivered) {
+                return None;
+            }
+            if self.resumes == 0 {
+                return Some(Err(s3_err("reading object body", e)));
+            }
+            self.resumes -= 1;
+            tracing::warn!(
+                key = %self.key,
+                offset = self.delivered,
+                error = %DisplayErrorContext(&e),
+                "object read broke off; resuming where it stopped"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            match self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .range(format!("bytes={}-", self.delivered))
+                .set_if_match(self.etag.clone())
+                .send()
+                .await
+            {
+                Ok(out) => self.body = out.body,
+                Err(e) => return Some(Err(s3_err("resuming GetObject", e))),
+            }
+        }
+    }
+}
+
 /// A multipart upload on S3.
 struct S3Upload {
     client: Client,
@@ -248,13 +306,27 @@ impl ObjectStore for S3Store {
             }
             Err(e) => return Err(s3_err("GetObject", e)),
         };
-        let body = out.body;
-        Ok(futures::stream::unfold(body, |mut body| async move {
-            body.next()
-                .await
-                .map(|r| (r.map_err(|e| s3_err("reading object body", e)), body))
-        })
-        .boxed())
+        let reading = Reading {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: key.as_str().to_owned(),
+            etag: out.e_tag().map(str::to_owned),
+            size: out.content_length().map(|n| n.max(0) as u64),
+            body: out.body,
+            delivered: 0,
+            resumes: BODY_RESUMES,
+        };
+        Ok(
+            futures::stream::unfold(Some(reading), |reading| async move {
+                let mut r = reading?;
+                match r.next().await {
+                    Some(Ok(piece)) => Some((Ok(piece), Some(r))),
+                    Some(Err(e)) => Some((Err(e), None)),
+                    None => None,
+                }
+            })
+            .boxed(),
+        )
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectInfo>> {

@@ -5,6 +5,7 @@ mod api;
 mod common;
 mod coordinator;
 mod durable;
+mod faults;
 mod ha;
 mod merge;
 mod notify;

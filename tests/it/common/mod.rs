@@ -1,6 +1,7 @@
 //! Test helpers: the backends to run against, `spawn_app()` on port 0, fixtures, and clients.
 
 pub mod apigw;
+pub mod fault;
 pub mod fixtures;
 pub mod media;
 pub mod process;
