@@ -9,6 +9,7 @@ mod faults;
 mod ha;
 mod merge;
 mod notify;
+mod restarts;
 mod serverless;
 mod sweep;
 mod ws_client;

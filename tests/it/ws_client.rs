@@ -12,17 +12,27 @@ pub struct Ws {
 
 impl Ws {
     pub async fn connect(url: &str) -> Self {
+        Self::try_connect(url).await.unwrap()
+    }
+
+    /// Connect, or say why not (for clients that retry).
+    pub async fn try_connect(url: &str) -> Result<Self, String> {
         let (inner, _) = tokio_tungstenite::connect_async(url)
             .await
-            .unwrap_or_else(|e| panic!("connecting {url}: {e}"));
-        Self { inner }
+            .map_err(|e| format!("connecting {url}: {e}"))?;
+        Ok(Self { inner })
     }
 
     pub async fn send_json(&mut self, v: Value) {
-        self.inner
-            .send(Message::Text(v.to_string().into()))
-            .await
-            .unwrap();
+        self.try_send_json(v).await.unwrap();
+    }
+
+    pub async fn try_send_json(&mut self, v: Value) -> Result<(), String> {
+        self.send(Message::Text(v.to_string().into())).await
+    }
+
+    async fn send(&mut self, m: Message) -> Result<(), String> {
+        self.inner.send(m).await.map_err(|e| e.to_string())
     }
 
     pub async fn send_text(&mut self, s: &str) {
@@ -30,21 +40,33 @@ impl Ws {
     }
 
     pub async fn send_binary(&mut self, b: Vec<u8>) {
-        self.inner.send(Message::Binary(b.into())).await.unwrap();
+        self.try_send_binary(b).await.unwrap();
+    }
+
+    pub async fn try_send_binary(&mut self, b: Vec<u8>) -> Result<(), String> {
+        self.send(Message::Binary(b.into())).await
     }
 
     /// The next JSON text message (pings and pongs skipped).
     pub async fn recv(&mut self) -> Value {
+        self.try_recv().await.unwrap()
+    }
+
+    /// The next JSON text message, or why there is none: no message within 30 s, the socket
+    /// closed or broken, something else than JSON text.
+    pub async fn try_recv(&mut self) -> Result<Value, String> {
         loop {
             let msg = tokio::time::timeout(std::time::Duration::from_secs(30), self.inner.next())
                 .await
-                .expect("no WebSocket message within 30 s")
-                .expect("WebSocket closed")
-                .expect("WebSocket error");
+                .map_err(|_| "no WebSocket message within 30 s".to_owned())?
+                .ok_or("WebSocket closed")?
+                .map_err(|e| format!("WebSocket error: {e}"))?;
             match msg {
-                Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+                Message::Text(t) => {
+                    return serde_json::from_str(t.as_str()).map_err(|e| e.to_string());
+                }
                 Message::Ping(_) | Message::Pong(_) => continue,
-                other => panic!("unexpected message {other:?}"),
+                other => return Err(format!("unexpected message {other:?}")),
             }
         }
     }

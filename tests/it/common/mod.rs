@@ -4,6 +4,7 @@ pub mod apigw;
 pub mod fault;
 pub mod fixtures;
 pub mod media;
+pub mod patient;
 pub mod process;
 pub mod upload;
 

@@ -8,6 +8,20 @@ pub struct Instance {
     pub base: String,
     child: Child,
     log: std::path::PathBuf,
+    env: HashMap<String, String>,
+    log_dir: std::path::PathBuf,
+    n: usize,
+    port: u16,
+    starts: usize,
+}
+
+/// How an instance is stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGKILL: it dies mid-work, with no chance to clean up.
+    Kill,
+    /// SIGTERM: it stops taking work and finishes or hands back what it holds.
+    Term,
 }
 
 impl Instance {
@@ -18,24 +32,82 @@ impl Instance {
             .local_addr()
             .unwrap()
             .port();
-        let log = log_dir.join(format!("instance-{n}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_screenrec"))
+        let mut instance = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            child: Self::spawn(env, port, &log_dir.join(format!("instance-{n}.log"))),
+            log: log_dir.join(format!("instance-{n}.log")),
+            env: env.clone(),
+            log_dir: log_dir.to_owned(),
+            n,
+            port,
+            starts: 1,
+        };
+        instance.wait_healthy().await;
+        instance
+    }
+
+    fn spawn(env: &HashMap<String, String>, port: u16, log: &std::path::Path) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_screenrec"))
             .arg("serve")
             .envs(env)
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(log).unwrap())
             .spawn()
-            .expect("starting screenrec serve");
-        let mut instance = Self {
-            base: format!("http://127.0.0.1:{port}"),
-            child,
-            log,
-        };
-        instance.wait_healthy().await;
-        instance
+            .expect("starting screenrec serve")
+    }
+
+    /// Stop it as told and start it again on the same port (as a supervisor or an
+    /// orchestrator restarts a container), then wait until it is ready. A SIGTERM must end the
+    /// process cleanly (exit 0) within `SHUTDOWN_GRACE_SECS` and a few seconds more.
+    pub async fn restart(&mut self, how: Stop) {
+        match how {
+            Stop::Kill => self.kill(),
+            Stop::Term => {
+                let grace: u64 = self
+                    .env
+                    .get("SHUTDOWN_GRACE_SECS")
+                    .map_or(30, |v| v.parse().unwrap());
+                let status = self.terminate(Duration::from_secs(grace + 10)).await;
+                assert!(
+                    status.success(),
+                    "instance {} exited with {status} on SIGTERM: {}",
+                    self.n,
+                    self.log_text()
+                );
+            }
+        }
+        self.starts += 1;
+        self.log = self
+            .log_dir
+            .join(format!("instance-{}-start-{}.log", self.n, self.starts));
+        self.child = Self::spawn(&self.env, self.port, &self.log);
+        self.wait_healthy().await;
+    }
+
+    /// SIGTERM, then wait (at most `within`) for the process to exit by itself.
+    async fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM failed");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "instance {} still running {within:?} after SIGTERM: {}",
+                self.n,
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn wait_healthy(&mut self) {
@@ -163,7 +235,13 @@ impl Nginx {
         let upstreams: String = cluster
             .instances
             .iter()
-            .map(|i| format!("server {};", i.base.trim_start_matches("http://")))
+            .map(|i| {
+                // As in infra/docker-compose.yml.
+                format!(
+                    "server {} fail_timeout=2s;",
+                    i.base.trim_start_matches("http://")
+                )
+            })
             .collect::<Vec<_>>()
             .join(" ");
         let template = std::fs::read_to_string(
