@@ -7,15 +7,17 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use screenrec::domain::RecordingId;
+use bytes::Bytes;
+use screenrec::domain::{ChunkDigest, ChunkIndex, ObjectKey, RecordingId};
 use screenrec::http::ws::encode_chunk_frame;
+use screenrec::store::read_all;
 use serde_json::Value;
 
 use crate::common::fixtures::Recording;
 use crate::common::media::{Probe, assert_matches_reference, reference};
 use crate::common::process::Instance;
 use crate::common::upload::{Path as Route, authed_ws};
-use crate::common::{Backend, Client, Rec, s3_endpoints, spawn_app_with};
+use crate::common::{Backend, Client, Rec, backends, s3_endpoints, spawn_app, spawn_app_with};
 use crate::ws_client::Ws;
 
 /// A Redis server of this test's own, so that flushing and killing it harms no other test.
@@ -426,4 +428,41 @@ async fn the_embedded_server_killed_finds_its_recordings_again() {
         401,
         "a recording served from its manifest still checks the token"
     );
+}
+
+/// A chunk object is never written over: on every store the suite runs against, a second
+/// conditional write (`If-None-Match: *`) of other bytes to a stored key reports what is there
+/// and leaves it as it was. This is what keeps an index handed out again after a coordinator
+/// loss from replacing a chunk.
+#[tokio::test]
+async fn a_stored_chunk_is_never_written_over() {
+    for backend in backends() {
+        let app = spawn_app(&backend).await;
+        let store = app.state.recordings.store();
+        let key = ObjectKey::chunk(&RecordingId::generate(), ChunkIndex::new(3));
+        let (first, second) = (
+            Bytes::from_static(b"first bytes"),
+            Bytes::from_static(b"other"),
+        );
+        let mime = "video/webm";
+        let stored = store
+            .put_new(&key, first.clone(), mime, &ChunkDigest::of(&first))
+            .await
+            .unwrap();
+        assert!(stored.is_none(), "{}: a new key was refused", backend.name);
+        let refused = store
+            .put_new(&key, second.clone(), mime, &ChunkDigest::of(&second))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{}: the stored chunk was written over", backend.name));
+        assert_eq!(refused.size, first.len() as u64, "{}", backend.name);
+        assert_eq!(
+            refused.sha256.as_deref(),
+            Some(ChunkDigest::of(&first).sha256.as_str()),
+            "{}",
+            backend.name
+        );
+        let kept = read_all(store.as_ref(), &key, None).await.unwrap();
+        assert_eq!(kept, first, "{}: the stored bytes changed", backend.name);
+    }
 }
