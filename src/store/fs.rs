@@ -64,9 +64,11 @@ impl FsStore {
         self.root.join(".meta").join(key.as_str())
     }
 
-    /// Move a finished temp file into place, its digest recorded first. With `replace` false,
-    /// an object already there stays and `false` is returned (a hard link, which cannot
-    /// replace, is the filesystem's `If-None-Match: *`).
+    /// Move a finished temp file into place with its digest. With `replace` false, an object
+    /// already there stays, its digest too, and `false` is returned (a hard link, which cannot
+    /// replace, is the filesystem's `If-None-Match: *`); the digest is recorded only once the
+    /// link is made, so the loser of a race never relabels the winner's bytes. Until it is,
+    /// the object has no recorded digest and readers hash it.
     async fn publish(
         &self,
         tmp: &Path,
@@ -81,18 +83,8 @@ impl FsStore {
                 .await
                 .map_err(|e| io_err("creating", dir, e))?;
         }
-        if !replace && tokio::fs::try_exists(&dest).await.unwrap_or(false) {
-            let _ = tokio::fs::remove_file(tmp).await;
-            return Ok(false);
-        }
-        let meta_tmp = self.temp_path();
-        tokio::fs::write(&meta_tmp, &digest.sha256)
-            .await
-            .map_err(|e| io_err("writing", &meta_tmp, e))?;
-        tokio::fs::rename(&meta_tmp, &meta)
-            .await
-            .map_err(|e| io_err("renaming into", &meta, e))?;
         if replace {
+            self.record_digest(&meta, digest).await?;
             return tokio::fs::rename(tmp, &dest)
                 .await
                 .map(|()| true)
@@ -101,10 +93,20 @@ impl FsStore {
         let linked = tokio::fs::hard_link(tmp, &dest).await;
         let _ = tokio::fs::remove_file(tmp).await;
         match linked {
-            Ok(()) => Ok(true),
+            Ok(()) => self.record_digest(&meta, digest).await.map(|()| true),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(io_err("linking into", &dest, e)),
         }
+    }
+
+    async fn record_digest(&self, meta: &Path, digest: &ChunkDigest) -> Result<()> {
+        let meta_tmp = self.temp_path();
+        tokio::fs::write(&meta_tmp, &digest.sha256)
+            .await
+            .map_err(|e| io_err("writing", &meta_tmp, e))?;
+        tokio::fs::rename(&meta_tmp, meta)
+            .await
+            .map_err(|e| io_err("renaming into", meta, e))
     }
 
     /// Write an object from a stream of bytes, refusing more than `max` bytes. Used by the
@@ -411,5 +413,48 @@ impl ObjectStore for FsStore {
             .await
             .map(|_| ())
             .map_err(|e| io_err("checking", &self.tmp, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use crate::domain::{ChunkIndex, RecordingId};
+    use crate::store::read_all;
+
+    /// Writers racing to one chunk key: exactly one stores its bytes, every other is told what
+    /// is there, and the recorded digest is the stored bytes' own.
+    #[tokio::test]
+    async fn racing_conditional_writes_keep_one_object_with_its_own_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            FsStore::open(dir.path(), UrlSigner::new([7u8; 32]), "http://x")
+                .await
+                .unwrap(),
+        );
+        for round in 0..20 {
+            let key = ObjectKey::chunk(&RecordingId::generate(), ChunkIndex::new(round));
+            let writers = (0..8u8).map(|w| {
+                let (store, key) = (store.clone(), key.clone());
+                tokio::spawn(async move {
+                    let body = Bytes::from(vec![w; 1000 + usize::from(w)]);
+                    let digest = ChunkDigest::of(&body);
+                    store.put_new(&key, body, "video/webm", &digest).await
+                })
+            });
+            let answers = futures::future::join_all(writers).await;
+            let stored = answers.iter().filter(|a| matches!(a, Ok(Ok(None)))).count();
+            assert_eq!(stored, 1, "round {round}: {answers:?}");
+            let bytes = read_all(store.as_ref(), &key, None).await.unwrap();
+            let info = store.head(&key).await.unwrap().unwrap();
+            assert_eq!(info.sha256, Some(ChunkDigest::of(&bytes).sha256));
+            for answer in answers {
+                if let Some(there) = answer.unwrap().unwrap() {
+                    assert_eq!(there.size, bytes.len() as u64);
+                }
+            }
+        }
     }
 }
