@@ -212,8 +212,8 @@ class InfraCompose(ComposeChecks):
         self.assertEqual(published(nginx), {8080: 8080})
         e = env(nginx)
         self.assertEqual(e["SCREENREC_LISTEN"], "8080")
-        upstreams = re.findall(r"server\s+([\w-]+):(\d+);", e["SCREENREC_UPSTREAMS"])
-        self.assertEqual(sorted(h for h, _ in upstreams), sorted(INSTANCES))
+        upstreams = re.findall(r"server\s+([\w-]+):(\d+)\s+fail_timeout=2s;", e["SCREENREC_UPSTREAMS"])
+        self.assertEqual(sorted(h for h, _ in upstreams), sorted(INSTANCES), "each instance, skipped 2 s when it refuses")
         with open(os.path.join(INFRA, "Dockerfile"), encoding="utf-8") as fh:
             dockerfile = fh.read()
         listen = re.search(r"BIND_ADDR=0\.0\.0\.0:(\d+)", dockerfile)
