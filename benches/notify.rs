@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::{SinkExt, StreamExt};
 use screenrec::config::Config;
-use screenrec::domain::RecordingId;
+use screenrec::domain::{Metadata, Owner, RecordingId};
 use screenrec::http::AppState;
 use screenrec::notify::EventKind;
 use serde_json::{Value, json};
@@ -67,7 +67,10 @@ async fn instance(vars: &[(&str, String)]) -> anyhow::Result<(AppState, String)>
 async fn run(publisher: &AppState, urls: &[String], pace: Option<usize>) -> anyhow::Result<Value> {
     let mut recordings = Vec::with_capacity(SOCKETS);
     for _ in 0..SOCKETS {
-        let created = publisher.recordings.create("video/webm").await?;
+        let created = publisher
+            .recordings
+            .create("video/webm", Owner::anonymous(), Metadata::default())
+            .await?;
         recordings.push(created);
     }
     let start = Instant::now();

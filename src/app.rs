@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{info, warn};
 
+use crate::auth::Auth;
 use crate::config::{Config, StorageConfig};
 use crate::coord::{Coordinator, MemoryCoordinator, RedisCoordinator};
 use crate::domain::random_bytes;
@@ -86,7 +87,11 @@ impl Core {
             queue,
             config.limits.clone(),
         ));
-        let recordings = Arc::new(Recordings::new(records, notifier.clone()));
+        let recordings = Arc::new(Recordings::new(
+            records,
+            notifier.clone(),
+            Auth::new(&config.auth),
+        ));
         Ok(Self {
             config: config.clone(),
             store,

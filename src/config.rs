@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::auth::{ApiKeys, AuthConfig, JwtKeys, JwtSettings};
 use crate::service::Limits;
 use crate::store::S3Settings;
 use crate::sweep::{Abandoned, SweepSettings};
@@ -55,6 +56,8 @@ pub struct Config {
     /// `SHUTDOWN_GRACE_SECS`: on SIGTERM, how long merges in flight may take to finish before
     /// they are handed back to another instance.
     pub shutdown_grace: Duration,
+    /// `AUTH_MODE` and its keys.
+    pub auth: AuthConfig,
 }
 
 /// The serverless mode's adapters (both need `REDIS_URL`).
@@ -301,7 +304,64 @@ impl Config {
             serverless,
             sweep,
             shutdown_grace,
+            auth: auth_config(&var)?,
         })
+    }
+}
+
+/// `AUTH_MODE` (`none`, `api-key`, `jwt`) and the variables each needs.
+fn auth_config(var: &impl Fn(&'static str) -> Option<String>) -> Result<AuthConfig, ConfigError> {
+    let err = |var: &'static str, message: &str| ConfigError {
+        var,
+        message: message.to_owned(),
+    };
+    match var("AUTH_MODE").as_deref().unwrap_or("none") {
+        "none" => Ok(AuthConfig::None),
+        "api-key" => {
+            let keys = var("API_KEYS").ok_or_else(|| {
+                err(
+                    "API_KEYS",
+                    "AUTH_MODE=api-key needs tenant=sha256hex entries (screenrec keygen TENANT)",
+                )
+            })?;
+            ApiKeys::parse(&keys)
+                .map(AuthConfig::ApiKeys)
+                .map_err(|message| ConfigError {
+                    var: "API_KEYS",
+                    message,
+                })
+        }
+        "jwt" => {
+            let keys = match (var("JWT_SECRET"), url_var(var, "JWT_JWKS_URL")?) {
+                (Some(secret), None) if secret.len() >= 32 => JwtKeys::Secret(secret.into_bytes()),
+                (Some(_), None) => return Err(err("JWT_SECRET", "must be at least 32 bytes")),
+                (None, Some(url)) => JwtKeys::Jwks(url),
+                (Some(_), Some(_)) => {
+                    return Err(err(
+                        "JWT_SECRET",
+                        "set JWT_SECRET or JWT_JWKS_URL, not both",
+                    ));
+                }
+                (None, None) => {
+                    return Err(err(
+                        "JWT_SECRET",
+                        "AUTH_MODE=jwt needs JWT_SECRET or JWT_JWKS_URL",
+                    ));
+                }
+            };
+            Ok(AuthConfig::Jwt(JwtSettings {
+                keys,
+                issuer: var("JWT_ISSUER")
+                    .ok_or_else(|| err("JWT_ISSUER", "AUTH_MODE=jwt needs the expected issuer"))?,
+                audience: var("JWT_AUDIENCE").ok_or_else(|| {
+                    err("JWT_AUDIENCE", "AUTH_MODE=jwt needs the expected audience")
+                })?,
+            }))
+        }
+        other => Err(ConfigError {
+            var: "AUTH_MODE",
+            message: format!("{other:?} is not one of: none, api-key, jwt"),
+        }),
     }
 }
 

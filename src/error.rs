@@ -18,6 +18,20 @@ pub enum Error {
     MissingToken,
     #[error("the upload token does not match this recording")]
     InvalidToken,
+    #[error("missing credentials: send `Authorization: Bearer <API key or JWT>`")]
+    MissingCredentials,
+    #[error("credentials are not valid: {0}")]
+    InvalidCredentials(String),
+    #[error("not allowed: {0}")]
+    Forbidden(String),
+    #[error("owner is not valid: {0}")]
+    InvalidOwner(String),
+    #[error("metadata is not valid: {0}")]
+    InvalidMetadata(String),
+    #[error("cursor is not valid")]
+    InvalidCursor,
+    #[error("query is not valid: {0}")]
+    InvalidQuery(String),
     #[error("seq is not valid: {0}")]
     InvalidSeq(String),
     #[error("chunkCount is not valid: {0}")]
@@ -112,6 +126,8 @@ pub enum Error {
     Storage(String),
     #[error("coordination store failed: {0}")]
     Coordination(String),
+    #[error("credentials cannot be checked now: {0}")]
+    AuthUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -125,6 +141,13 @@ impl Error {
             RecordingNotFound => "recording_not_found",
             MissingToken => "missing_token",
             InvalidToken => "invalid_token",
+            MissingCredentials => "missing_credentials",
+            InvalidCredentials(_) => "invalid_credentials",
+            Forbidden(_) => "forbidden",
+            InvalidOwner(_) => "invalid_owner",
+            InvalidMetadata(_) => "invalid_metadata",
+            InvalidCursor => "invalid_cursor",
+            InvalidQuery(_) => "invalid_query",
             InvalidSeq(_) => "invalid_seq",
             InvalidChunkCount(_) => "invalid_chunk_count",
             InvalidMimeType(_) => "invalid_mime_type",
@@ -164,6 +187,7 @@ impl Error {
             NotFound => "not_found",
             Storage(_) => "storage_unavailable",
             Coordination(_) => "coordination_unavailable",
+            AuthUnavailable(_) => "auth_unavailable",
             Internal(_) => "internal",
         }
     }
@@ -181,10 +205,17 @@ impl Error {
             | UnsupportedMessage(_)
             | InvalidChecksum(_)
             | ChecksumMismatch(_)
+            | InvalidOwner(_)
+            | InvalidMetadata(_)
+            | InvalidCursor
+            | InvalidQuery(_)
             | EmptyChunk => StatusCode::BAD_REQUEST,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ConnectionLimit(_) => StatusCode::TOO_MANY_REQUESTS,
-            MissingToken | InvalidToken => StatusCode::UNAUTHORIZED,
+            MissingToken | InvalidToken | MissingCredentials | InvalidCredentials(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            Forbidden(_) => StatusCode::FORBIDDEN,
             InvalidSignature | UrlExpired => StatusCode::FORBIDDEN,
             RecordingNotFound | NotFound => StatusCode::NOT_FOUND,
             UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -208,7 +239,7 @@ impl Error {
             | MissingChunks { .. }
             | ChunkCountMismatch { .. }
             | NotReady { .. } => StatusCode::CONFLICT,
-            Storage(_) | Coordination(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Storage(_) | Coordination(_) | AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) | FfmpegMissing(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -9,6 +9,7 @@
 //! [`config::Config`].
 
 pub mod app;
+pub mod auth;
 pub mod aws;
 pub mod config;
 pub mod coord;

@@ -22,6 +22,10 @@ USAGE:
         With --salvage, merges what can be merged of damaged or missing chunks and
         lists what it left out (its lost field).
 
+    screenrec keygen TENANT
+        Print a new API key for TENANT (give it to that app's backend) and the
+        entry to add to API_KEYS (only the key's SHA-256 is configured).
+
     screenrec help
         Show this text
 ";
@@ -35,6 +39,7 @@ async fn cli() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("serve") => serve().await,
         Some("merge") => merge_files(&args[1..]).await,
+        Some("keygen") => keygen(&args[1..]),
         Some("help" | "-h" | "--help") | None => {
             print!("{USAGE}");
             Ok(())
@@ -53,9 +58,26 @@ async fn cli() -> ExitCode {
     }
 }
 
+fn keygen(args: &[String]) -> anyhow::Result<()> {
+    let [tenant] = args else {
+        anyhow::bail!("usage: screenrec keygen TENANT");
+    };
+    let tenant = screenrec::domain::Tenant::parse(tenant).map_err(code_context)?;
+    let (key, entry) = screenrec::auth::generate_api_key(&tenant);
+    println!("API key (give it to the app's backend; it is not stored anywhere):\n{key}\n");
+    println!("Add to API_KEYS (comma-separated):\n{entry}");
+    Ok(())
+}
+
 async fn serve() -> anyhow::Result<()> {
     let config = screenrec::config::Config::from_env().context("invalid configuration")?;
     screenrec::telemetry::init(config.log_format);
+    if matches!(config.auth, screenrec::auth::AuthConfig::None) && !config.bind.ip().is_loopback() {
+        tracing::warn!(
+            bind = %config.bind,
+            "AUTH_MODE=none on an address other machines can reach: anyone who reaches it can record, list and delete; set AUTH_MODE=api-key or jwt"
+        );
+    }
     let app = screenrec::app::build(&config).await?;
     let listener = TcpListener::bind(config.bind)
         .await

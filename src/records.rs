@@ -17,7 +17,8 @@ use tracing::info;
 
 use crate::coord::{Coordinator, Failure, RecordingMeta};
 use crate::domain::{
-    ChunkDigest, ChunkHasher, Indexing, ObjectKey, RecordingId, RecordingState, TokenHash,
+    ChunkDigest, ChunkHasher, Indexing, Metadata, ObjectKey, Owner, RecordingId, RecordingState,
+    TokenHash,
 };
 use crate::error::{Error, Result};
 use crate::queue::{MergeJob, MergeQueue};
@@ -26,6 +27,16 @@ use crate::store::{ObjectInfo, ObjectStore, read_all};
 
 /// The manifest's format: 2 added the millisecond timestamps, `salvage` and `limits`.
 const VERSION: u64 = 2;
+
+/// How long a deletion holds its leases at most (it renews nothing: it is short).
+const DELETE_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a deletion waits for a merge in flight to stop.
+const MERGE_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The lease a deletion takes to tell a merge in flight to stop: merges watch for it.
+pub fn cancel_lease(id: &RecordingId) -> String {
+    format!("delete:{id}")
+}
 
 /// Chunk objects read at once when a recording is rebuilt.
 const HEADS_IN_FLIGHT: usize = 16;
@@ -36,6 +47,8 @@ pub fn manifest(meta: &RecordingMeta, limits: &Limits) -> Value {
         "version": VERSION,
         "recording": StatusView::of(meta),
         "tokenSha256": meta.token_hash.as_str(),
+        "tenant": meta.owner.tenant.as_str(),
+        "owner": meta.owner.subject.as_ref().map(|s| s.as_str()),
         "indexing": meta.indexing.map(|i| i.as_str()),
         "createdAtMs": meta.created_at_ms,
         "updatedAtMs": meta.updated_at_ms,
@@ -67,6 +80,11 @@ pub fn meta_of(id: &RecordingId, doc: &Value) -> Result<RecordingMeta> {
         token_hash: TokenHash::from_stored(
             text(&doc["tokenSha256"]).ok_or_else(|| bad("no tokenSha256"))?,
         ),
+        owner: Owner::stored(doc["tenant"].as_str(), doc["owner"].as_str()),
+        metadata: rec
+            .get("metadata")
+            .and_then(|m| Metadata::parse(m).ok())
+            .unwrap_or_default(),
         created_at_ms: ms(&doc["createdAtMs"], &rec["createdAt"]).unwrap_or(0),
         updated_at_ms: ms(&doc["updatedAtMs"], &rec["updatedAt"]).unwrap_or(0),
         chunks_received: rec["chunksReceived"].as_u64().unwrap_or(0) as u32,
@@ -259,10 +277,43 @@ impl Records {
             .map(|chunks| (chunks, latest))
     }
 
-    /// Delete a recording: every object (chunks, manifest, output, marker) and all its state.
+    /// Delete a recording: every object (chunks, manifest, output, markers, listing entries)
+    /// and all its state. A merge in flight is told to stop first (the `delete:{id}` lease,
+    /// which merges watch) and none starts while this runs (the deleter holds `merge:{id}`).
     /// Deleting one that is gone does nothing.
     pub async fn delete(&self, id: &RecordingId) -> Result<()> {
+        let holder = format!("delete-{}", hex::encode(crate::domain::random_bytes::<8>()));
+        let (cancel, merge) = (cancel_lease(id), format!("merge:{id}"));
+        self.coord.lease(&cancel, &holder, DELETE_LEASE).await?;
+        let waiting = std::time::Instant::now();
+        while !self.coord.lease(&merge, &holder, DELETE_LEASE).await? {
+            // A live merge lets go within a second or two; a dead one's lease just expires,
+            // and it will write nothing.
+            if waiting.elapsed() > MERGE_STOP_WAIT {
+                tracing::warn!(recording_id = %id, "a merge still holds the recording; deleting anyway");
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let deleted = self.delete_objects(id).await;
+        let forgotten = self.coord.forget(id).await;
+        for lease in [&merge, &cancel] {
+            self.coord.release(lease, &holder).await?;
+        }
+        deleted.and(forgotten)
+    }
+
+    async fn delete_objects(&self, id: &RecordingId) -> Result<()> {
         let mut keys = vec![ObjectKey::active(id)];
+        match self.read(id).await {
+            Ok(Some(meta)) => keys.extend(ObjectKey::listings(&meta.owner, id)),
+            Ok(None) => {}
+            // Its listing entries cannot be named; a listing skips an entry whose recording
+            // is gone, so they are harmless.
+            Err(e) => {
+                tracing::warn!(recording_id = %id, error = %e, "manifest unreadable; listing entries left")
+            }
+        }
         for prefix in [
             ObjectKey::chunks_prefix(id),
             ObjectKey::recording_prefix(id),
@@ -270,8 +321,11 @@ impl Records {
             let listed = self.store.list(&prefix).await?;
             keys.extend(listed.iter().filter_map(|l| ObjectKey::parse(&l.key).ok()));
         }
+        // The manifest last: until it goes, a failed deletion can be tried again in full.
+        let manifest = ObjectKey::manifest(id);
+        keys.retain(|k| *k != manifest);
         self.delete_all(keys).await?;
-        self.coord.forget(id).await
+        self.store.delete(&manifest).await
     }
 
     /// Delete these objects, [`HEADS_IN_FLIGHT`] at a time.

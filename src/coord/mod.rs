@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 pub use self::memory::MemoryCoordinator;
 pub use self::redis::RedisCoordinator;
 use crate::domain::{
-    ChunkDigest, ChunkIndex, ChunkRecord, Indexing, RecordingId, RecordingState, TokenHash,
+    ChunkDigest, ChunkIndex, ChunkRecord, Indexing, Metadata, Owner, RecordingId, RecordingState,
+    TokenHash,
 };
 use crate::error::Result;
 
@@ -23,6 +24,8 @@ pub struct NewRecording {
     pub id: RecordingId,
     pub mime_type: String,
     pub token_hash: TokenHash,
+    pub owner: Owner,
+    pub metadata: Metadata,
 }
 
 impl NewRecording {
@@ -34,6 +37,8 @@ impl NewRecording {
             state: RecordingState::Recording,
             mime_type: self.mime_type.clone(),
             token_hash: self.token_hash.clone(),
+            owner: self.owner.clone(),
+            metadata: self.metadata.clone(),
             created_at_ms: now,
             updated_at_ms: now,
             chunks_received: 0,
@@ -62,6 +67,8 @@ pub struct RecordingMeta {
     pub state: RecordingState,
     pub mime_type: String,
     pub token_hash: TokenHash,
+    pub owner: Owner,
+    pub metadata: Metadata,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
     pub chunks_received: u32,

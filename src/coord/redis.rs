@@ -11,7 +11,8 @@ use redis::{AsyncCommands, Script};
 
 use super::{Claim, Coordinator, Failure, NewRecording, RecordingMeta, Slot, StateUpdate, now_ms};
 use crate::domain::{
-    ChunkDigest, ChunkIndex, ChunkRecord, Indexing, RecordingId, RecordingState, TokenHash,
+    ChunkDigest, ChunkIndex, ChunkRecord, Indexing, Metadata, Owner, RecordingId, RecordingState,
+    TokenHash,
 };
 
 use crate::error::{Error, Result};
@@ -312,6 +313,10 @@ fn parse_meta(id: &RecordingId, mut h: HashMap<String, String>) -> Result<Record
         state,
         mime_type: take("mime").unwrap_or_default(),
         token_hash: TokenHash::from_stored(take("token").unwrap_or_default()),
+        owner: Owner::stored(take("tenant").as_deref(), take("owner").as_deref()),
+        metadata: take("metadata")
+            .and_then(|m| Metadata::parse(&serde_json::from_str(&m).ok()?).ok())
+            .unwrap_or_default(),
         created_at_ms: num(take("created")),
         updated_at_ms: num(take("updated")),
         chunks_received: num(take("received")) as u32,
@@ -345,6 +350,15 @@ fn fields_of(meta: &RecordingMeta) -> Vec<(&'static str, String)> {
             meta.failure.as_ref().map(|f| f.message.clone()),
         ),
         ("output", meta.output.clone()),
+        ("tenant", Some(meta.owner.tenant.as_str().to_owned())),
+        (
+            "owner",
+            meta.owner.subject.as_ref().map(|s| s.as_str().to_owned()),
+        ),
+        (
+            "metadata",
+            (!meta.metadata.is_empty()).then(|| meta.metadata.to_json().to_string()),
+        ),
         ("salvage", meta.salvage.then(|| "1".to_owned())),
         ("abandoned", meta.abandoned.then(|| "1".to_owned())),
     ];

@@ -1,4 +1,4 @@
-use super::{ChunkIndex, Container, RecordingId};
+use super::{ChunkIndex, Container, Owner, RecordingId};
 use crate::error::{Error, Result};
 
 const PREFIX: &str = "recordings/";
@@ -8,6 +8,9 @@ const CHUNKS: &str = "chunks/";
 /// One empty object per unfinished recording, so that the sweeper finds them with a listing of
 /// their own (the ready and failed ones, which are most, are not in it).
 const ACTIVE: &str = "active/";
+/// The listings: one empty object per recording under its tenant, and one under its owner when
+/// it has one, named so that a listing comes newest first.
+const TENANTS: &str = "tenants/";
 
 /// An object key in the store. Only built from validated parts, or parsed back from a string that
 /// has exactly one of these shapes:
@@ -17,6 +20,8 @@ const ACTIVE: &str = "active/";
 /// recordings/{id}/manifest.json
 /// recordings/{id}/output.{webm|mkv|mp4}
 /// active/{id}
+/// tenants/{tenant}/all/{rev}-{id}              (rev: u64::MAX - the id's ms, 16 hex digits;
+/// tenants/{tenant}/owners/{owner}/{rev}-{id}    tenant, owner: hashes of their names)
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ObjectKey(String);
@@ -40,6 +45,43 @@ impl ObjectKey {
     /// The marker of an unfinished recording.
     pub fn active(id: &RecordingId) -> Self {
         Self(format!("{ACTIVE}{id}"))
+    }
+
+    /// Where `caller`'s recordings are listed: its owner's listing when it speaks for one
+    /// owner, else its tenant's.
+    pub fn listing_prefix(caller: &Owner) -> String {
+        let tenant = caller.tenant.key_part();
+        match &caller.subject {
+            Some(subject) => format!("{TENANTS}{tenant}/owners/{}/", subject.key_part()),
+            None => format!("{TENANTS}{tenant}/all/"),
+        }
+    }
+
+    /// A recording's entries in the listings of its tenant and of its owner, ordered by the
+    /// time in its id, newest first.
+    pub fn listings(owner: &Owner, id: &RecordingId) -> Vec<Self> {
+        let name = format!("{:016x}-{id}", u64::MAX - id.created_ms());
+        let mut keys = vec![Self(format!(
+            "{}{name}",
+            Self::listing_prefix(&Owner {
+                tenant: owner.tenant.clone(),
+                subject: None,
+            })
+        ))];
+        if owner.subject.is_some() {
+            keys.push(Self(format!("{}{name}", Self::listing_prefix(owner))));
+        }
+        keys
+    }
+
+    /// The recording of a listing entry's name (what follows its prefix), which is also the
+    /// cursor a page of the listing ends with; `None` for anything else.
+    pub fn listed(name: &str) -> Option<RecordingId> {
+        let (rev, id) = name.split_once('-')?;
+        if rev.len() != 16 || !rev.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        RecordingId::parse(id).ok()
     }
 
     /// The recording a listed key belongs to, whatever its shape.
@@ -124,6 +166,44 @@ mod tests {
 
     fn id() -> RecordingId {
         RecordingId::from_parts(1_700_000_000_000, [7; 10])
+    }
+
+    #[test]
+    fn listings_come_newest_first_under_hashed_names() {
+        use crate::domain::{Subject, Tenant};
+        let owner = Owner {
+            tenant: Tenant::parse("../acme").unwrap(),
+            subject: Some(Subject::parse("alice/../x").unwrap()),
+        };
+        let older = ObjectKey::listings(&owner, &id());
+        let newer_id = RecordingId::from_parts(1_700_000_000_001, [7; 10]);
+        let newer = ObjectKey::listings(&owner, &newer_id);
+        assert_eq!(older.len(), 2);
+        assert!(newer[0].as_str() < older[0].as_str() && newer[1].as_str() < older[1].as_str());
+        let tenant_wide = Owner {
+            subject: None,
+            ..owner.clone()
+        };
+        assert!(
+            older[0]
+                .as_str()
+                .starts_with(&ObjectKey::listing_prefix(&tenant_wide))
+        );
+        assert!(
+            older[1]
+                .as_str()
+                .starts_with(&ObjectKey::listing_prefix(&owner))
+        );
+        for key in &older {
+            assert!(!key.as_str().contains(".."), "{key}");
+            let name = key.file_name();
+            assert_eq!(ObjectKey::listed(name), Some(id()));
+        }
+        assert_eq!(ObjectKey::listed("zz-x"), None);
+        assert_eq!(
+            ObjectKey::listed(&format!("{}-{}", "0".repeat(15), id())),
+            None
+        );
     }
 
     #[test]

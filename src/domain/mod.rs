@@ -5,6 +5,7 @@ mod chunk;
 mod id;
 mod key;
 mod media;
+mod owner;
 mod state;
 mod token;
 
@@ -14,8 +15,18 @@ pub use chunk::{
 pub use id::RecordingId;
 pub use key::ObjectKey;
 pub use media::{Container, MediaType};
+pub use owner::{MAX_METADATA_BYTES, Metadata, Owner, Subject, Tenant};
 pub use state::RecordingState;
 pub use token::{TokenHash, UploadToken};
+
+/// Whether `a` and `b` are equal, in time that depends on their lengths only.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let diff = a.len() ^ b.len()
+        | a.iter()
+            .zip(b)
+            .fold(0usize, |acc, (x, y)| acc | usize::from(x ^ y));
+    diff == 0
+}
 
 /// Fill `buf` from the operating system's random source.
 pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {

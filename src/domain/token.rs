@@ -52,12 +52,7 @@ impl TokenHash {
     /// Constant-time comparison of the presented token's hash with the stored one.
     pub fn verify(&self, token: &UploadToken) -> Result<()> {
         let presented = token.hash();
-        let (a, b) = (self.0.as_bytes(), presented.0.as_bytes());
-        let diff = a.len() ^ b.len()
-            | a.iter()
-                .zip(b)
-                .fold(0usize, |acc, (x, y)| acc | usize::from(x ^ y));
-        if diff == 0 {
+        if super::constant_time_eq(self.0.as_bytes(), presented.0.as_bytes()) {
             Ok(())
         } else {
             Err(Error::InvalidToken)

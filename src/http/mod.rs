@@ -44,8 +44,14 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let body_limit = state.recordings.limits().max_chunk_bytes as usize + 1;
     Router::new()
-        .route("/recordings", post(recordings::create))
-        .route("/recordings/{id}", get(recordings::status))
+        .route(
+            "/recordings",
+            post(recordings::create).get(recordings::list),
+        )
+        .route(
+            "/recordings/{id}",
+            get(recordings::status).delete(recordings::delete),
+        )
         .route("/recordings/{id}/chunks", post(recordings::grant))
         .route("/recordings/{id}/chunks/{seq}", put(recordings::put_chunk))
         .route(

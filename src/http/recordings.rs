@@ -2,7 +2,8 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::header::{CONTENT_LENGTH, LOCATION};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,14 +13,25 @@ use tracing::instrument;
 
 use super::AppState;
 use super::extract::{ApiJson, Bearer, CHECKSUM_SHA256, Target};
-use crate::domain::Sha256Checksum;
+use crate::domain::{Metadata, Sha256Checksum};
 use crate::error::{Error, Result};
-use crate::service::{ChunkReceipt, Created, Declared, StatusView, UploadGrant, rfc3339};
+use crate::service::{
+    ChunkReceipt, Created, DEFAULT_PAGE, Declared, MAX_PAGE, Page, StatusView, UploadGrant, rfc3339,
+};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateBody {
     mime_type: String,
+    /// The app's user the recording is for (with an API key; a JWT names its own).
+    owner: Option<String>,
+    metadata: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
 }
 
 /// A grant request: the chunk's `seq`, and optionally its `size` and `sha256` (base64), which
@@ -39,23 +51,72 @@ pub struct StopBody {
 
 pub async fn create(
     State(app): State<AppState>,
+    Bearer(credential): Bearer,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, Json<Created>)> {
-    let created = app.recordings.create(&body.mime_type).await?;
+    let owner = app
+        .recordings
+        .creator(credential.as_deref(), body.owner.as_deref())
+        .await?;
+    let metadata = body
+        .metadata
+        .as_ref()
+        .map(Metadata::parse)
+        .transpose()?
+        .unwrap_or_default();
+    let created = app
+        .recordings
+        .create(&body.mime_type, owner, metadata)
+        .await?;
     Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// `GET /recordings?limit=&cursor=`: the caller's recordings, newest first.
+pub async fn list(
+    State(app): State<AppState>,
+    Bearer(credential): Bearer,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Page>> {
+    let Query(query) = query.map_err(|e| Error::InvalidQuery(e.body_text()))?;
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_PAGE,
+        Some(n) => n
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| Error::InvalidQuery(format!("limit is 1 to {MAX_PAGE}")))?,
+    };
+    let caller = app.recordings.owner_of(credential.as_deref()).await?;
+    Ok(Json(
+        app.recordings
+            .list(&caller, limit, query.cursor.as_deref())
+            .await?,
+    ))
 }
 
 #[instrument(skip_all, fields(recording_id = %target.id))]
 pub async fn status(
     State(app): State<AppState>,
     target: Target,
-    Bearer(token): Bearer,
+    Bearer(credential): Bearer,
 ) -> Result<Json<StatusView>> {
     let meta = app
         .recordings
-        .authorize(&target.id, token.as_deref())
+        .access(&target.id, credential.as_deref())
         .await?;
     Ok(Json(app.recordings.view(&meta).await))
+}
+
+/// `DELETE /recordings/{id}`: for its owner; 204 also when it is already gone.
+#[instrument(skip_all, fields(recording_id = %target.id))]
+pub async fn delete(
+    State(app): State<AppState>,
+    target: Target,
+    Bearer(credential): Bearer,
+) -> Result<StatusCode> {
+    let caller = app.recordings.owner_of(credential.as_deref()).await?;
+    app.recordings.delete(&target.id, &caller).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /recordings/{id}/chunks {"seq"}`: a presigned PUT for chunk `seq`.
@@ -214,11 +275,11 @@ pub async fn merge(
 pub async fn download(
     State(app): State<AppState>,
     target: Target,
-    Bearer(token): Bearer,
+    Bearer(credential): Bearer,
 ) -> Result<Response> {
     let meta = app
         .recordings
-        .authorize(&target.id, token.as_deref())
+        .access(&target.id, credential.as_deref())
         .await?;
     let url = app.recordings.download(&meta).await?;
     let body = Json(json!({ "downloadUrl": url.url, "expiresAt": rfc3339(url.expires_at) }));

@@ -40,6 +40,10 @@ const FLAG_SEQ: u8 = 0b0000_0001;
 pub(crate) enum ClientMessage {
     Create {
         mime_type: String,
+        /// The owner's API key or JWT, where `AUTH_MODE` asks for one.
+        credential: Option<String>,
+        owner: Option<String>,
+        metadata: Option<Value>,
         request_id: Option<Value>,
     },
     Auth {
@@ -350,8 +354,22 @@ impl Session {
     async fn on_message(&mut self, msg: ClientMessage) -> Result<Value> {
         let recordings = &self.app.recordings;
         match msg {
-            ClientMessage::Create { mime_type, .. } => {
-                let created = recordings.create(&mime_type).await?;
+            ClientMessage::Create {
+                mime_type,
+                credential,
+                owner,
+                metadata,
+                ..
+            } => {
+                let owner = recordings
+                    .creator(credential.as_deref(), owner.as_deref())
+                    .await?;
+                let metadata = metadata
+                    .as_ref()
+                    .map(crate::domain::Metadata::parse)
+                    .transpose()?
+                    .unwrap_or_default();
+                let created = recordings.create(&mime_type, owner, metadata).await?;
                 let mut reply = serde_json::to_value(created).expect("serializable");
                 reply["type"] = json!("created");
                 Ok(reply)

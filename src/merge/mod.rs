@@ -57,6 +57,8 @@ pub enum Outcome {
     AlreadyDone,
     /// Another worker is merging the recording (it holds the lease); the job is retried.
     Busy,
+    /// Its owner deleted the recording while it merged; the merge stopped.
+    Deleted,
 }
 
 /// `mergeProgress` goes out in steps of this many percent.
@@ -124,11 +126,25 @@ impl Merger {
                 }
             }
         };
+        // A deletion takes this lease to say: stop now.
+        let cancel = crate::records::cancel_lease(id);
+        let deleted = async {
+            loop {
+                if let Ok(true) = self.coord.held(&cancel).await {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        };
         let outcome = tokio::select! {
             outcome = self.merge_leased(id) => outcome,
             () = renewing => {
                 warn!(recording_id = %id, "merge lease lost to another worker; stopped");
                 Ok(Outcome::Busy)
+            }
+            () = deleted => {
+                info!(recording_id = %id, "deleted by its owner; merge stopped");
+                Ok(Outcome::Deleted)
             }
         };
         if let Err(e) = self.coord.release(&lease, &self.holder).await {

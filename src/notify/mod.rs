@@ -62,6 +62,8 @@ pub enum EventKind {
         code: String,
         message: String,
     },
+    /// Deleted by its owner: nothing of it is left.
+    RecordingDeleted,
     /// The recording's current status (the `GET /recordings/{id}` body), sent on subscribe.
     RecordingState {
         recording: serde_json::Value,

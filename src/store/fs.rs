@@ -284,17 +284,28 @@ impl ObjectStore for FsStore {
             .ok_or_else(|| Error::Storage(format!("{key}: refused as existing, then not found")))
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+    async fn list_from(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        max: Option<usize>,
+    ) -> Result<Vec<Listed>> {
         // Walk from the deepest directory the prefix names; the hidden trees are not objects.
         let dir = self
             .root
             .join(&prefix[..prefix.rfind('/').map_or(0, |i| i + 1)]);
         let (root, wanted) = (self.root.clone(), prefix.to_owned());
+        let after = after.map(str::to_owned);
         tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
             walk(&root, &dir, &mut out).map(|()| {
-                out.retain(|l| l.key.starts_with(&wanted) && !l.key.starts_with('.'));
+                out.retain(|l| {
+                    l.key.starts_with(&wanted)
+                        && !l.key.starts_with('.')
+                        && after.as_ref().is_none_or(|a| l.key.as_str() > a.as_str())
+                });
                 out.sort_by(|a, b| a.key.cmp(&b.key));
+                out.truncate(max.unwrap_or(usize::MAX));
                 out
             })
         })

@@ -95,7 +95,18 @@ pub trait ObjectStore: Send + Sync + 'static {
     ) -> Result<Option<ObjectInfo>>;
 
     /// Every object whose key begins with `prefix`, in key order.
-    async fn list(&self, prefix: &str) -> Result<Vec<Listed>>;
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        self.list_from(prefix, None, None).await
+    }
+
+    /// The objects whose key begins with `prefix` and comes after `after`, in key order, at
+    /// most `max` of them.
+    async fn list_from(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        max: Option<usize>,
+    ) -> Result<Vec<Listed>>;
 
     /// Stream an object's bytes; `Error::NotFound` when there is none.
     async fn get(&self, key: &ObjectKey) -> Result<ByteStream>;

@@ -266,16 +266,26 @@ impl ObjectStore for S3Store {
         }
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+    async fn list_from(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        max: Option<usize>,
+    ) -> Result<Vec<Listed>> {
+        let max = max.unwrap_or(usize::MAX);
         let mut out = Vec::new();
         let mut pages = self
             .client
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(prefix)
+            .set_start_after(after.map(str::to_owned))
+            .max_keys(max.min(1000) as i32)
             .into_paginator()
             .send();
-        while let Some(page) = pages.next().await {
+        while out.len() < max
+            && let Some(page) = pages.next().await
+        {
             let page = page.map_err(|e| s3_err("ListObjectsV2", e))?;
             out.extend(page.contents().iter().filter_map(|o| {
                 Some(Listed {
@@ -288,6 +298,7 @@ impl ObjectStore for S3Store {
                 })
             }));
         }
+        out.truncate(max);
         Ok(out)
     }
 

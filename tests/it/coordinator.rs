@@ -6,7 +6,9 @@ use std::time::Duration;
 use screenrec::coord::{
     Claim, Coordinator, MemoryCoordinator, NewRecording, RedisCoordinator, Slot, StateUpdate,
 };
-use screenrec::domain::{ChunkDigest, ChunkIndex, RecordingId, RecordingState, UploadToken};
+use screenrec::domain::{
+    ChunkDigest, ChunkIndex, Metadata, Owner, RecordingId, RecordingState, UploadToken,
+};
 
 use crate::common::redis_url;
 
@@ -36,6 +38,8 @@ async fn new_recording(c: &dyn Coordinator) -> RecordingId {
         id: id.clone(),
         mime_type: "video/webm".into(),
         token_hash: UploadToken::generate().hash(),
+        owner: Owner::anonymous(),
+        metadata: Metadata::default(),
     })
     .await
     .unwrap();

@@ -9,6 +9,7 @@ mod faults;
 mod ha;
 mod merge;
 mod notify;
+mod owners;
 mod restarts;
 mod serverless;
 mod sweep;

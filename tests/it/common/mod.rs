@@ -150,6 +150,8 @@ pub async fn env_for(backend: &Backend, dir: &std::path::Path) -> HashMap<String
 pub struct TestApp {
     pub base: String,
     pub state: screenrec::http::AppState,
+    /// The configuration it was started with.
+    pub env: HashMap<String, String>,
     _dir: tempfile::TempDir,
     _server: tokio::task::JoinHandle<()>,
 }
@@ -182,6 +184,7 @@ pub async fn spawn_app_with(backend: &Backend, vars: &[(&str, &str)]) -> TestApp
     TestApp {
         base: format!("http://{addr}"),
         state,
+        env,
         _dir: dir,
         _server: server,
     }

@@ -10,10 +10,15 @@ use serde::Serialize;
 use serde_json::json;
 use tracing::{info, warn};
 
+mod owned;
+
+pub use owned::{DEFAULT_PAGE, MAX_PAGE, Page};
+
+use crate::auth::Auth;
 use crate::coord::{Claim, Coordinator, NewRecording, RecordingMeta, Slot, StateUpdate};
 use crate::domain::{
-    ChunkDigest, ChunkIndex, MediaType, ObjectKey, RecordingId, RecordingState, Sha256Checksum,
-    UploadToken,
+    ChunkDigest, ChunkIndex, MediaType, Metadata, ObjectKey, Owner, RecordingId, RecordingState,
+    Sha256Checksum, UploadToken,
 };
 use crate::error::{Error, Result};
 use crate::notify::{EventKind, Notifier};
@@ -45,6 +50,7 @@ impl Default for Limits {
 pub struct Recordings {
     records: Arc<Records>,
     notifier: Arc<dyn Notifier>,
+    auth: Auth,
 }
 
 #[derive(Debug, Serialize)]
@@ -111,6 +117,9 @@ pub struct StatusView {
     /// Left unfinished and stopped by the sweeper, which merged what had arrived.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub abandoned: bool,
+    /// The app's own data, given at create.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
     /// Once ready: a presigned URL of the video (what `GET …/download` redirects to), so a
     /// client that polls needs no redirect.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -149,6 +158,7 @@ impl StatusView {
             salvaged: output.as_ref().is_some_and(|o| o["salvaged"] == true),
             lost: output.as_ref().and_then(|o| o.get("lost").cloned()),
             abandoned: meta.abandoned,
+            metadata: (!meta.metadata.is_empty()).then(|| meta.metadata.to_json()),
             output,
             download_url: None,
             expires_at: None,
@@ -157,8 +167,12 @@ impl StatusView {
 }
 
 impl Recordings {
-    pub fn new(records: Arc<Records>, notifier: Arc<dyn Notifier>) -> Self {
-        Self { records, notifier }
+    pub fn new(records: Arc<Records>, notifier: Arc<dyn Notifier>, auth: Auth) -> Self {
+        Self {
+            records,
+            notifier,
+            auth,
+        }
     }
 
     /// The record (manifests and chunks in the store) and the ports behind it.
@@ -205,27 +219,36 @@ impl Recordings {
         self.records.coordinator()
     }
 
-    pub async fn create(&self, mime_type: &str) -> Result<Created> {
+    /// Create a recording of `owner` (see [`Recordings::creator`]): its coordination state, its
+    /// manifest, its entries in its tenant's and owner's listings, and its `active/` marker.
+    pub async fn create(
+        &self,
+        mime_type: &str,
+        owner: Owner,
+        metadata: Metadata,
+    ) -> Result<Created> {
         let media = MediaType::parse(mime_type)?;
         let id = RecordingId::generate();
         let token = UploadToken::generate();
-        self.coordinator()
-            .create(&NewRecording {
-                id: id.clone(),
-                mime_type: media.to_string(),
-                token_hash: token.hash(),
-            })
-            .await?;
+        let new = NewRecording {
+            id: id.clone(),
+            mime_type: media.to_string(),
+            token_hash: token.hash(),
+            owner,
+            metadata,
+        };
+        self.coordinator().create(&new).await?;
         self.records.record(&id).await?;
-        // Found by the sweeper until it is finished (its merge removes it).
-        self.store()
-            .put(
-                &ObjectKey::active(&id),
-                Bytes::new(),
-                "application/octet-stream",
-            )
-            .await?;
-        info!(recording_id = %id, mime_type = %media, "recording created");
+        // Found by the sweeper until it is finished (its merge removes it), and in the
+        // listings until it is deleted.
+        let mut markers = vec![ObjectKey::active(&id)];
+        markers.extend(ObjectKey::listings(&new.owner, &id));
+        for marker in &markers {
+            self.store()
+                .put(marker, Bytes::new(), "application/octet-stream")
+                .await?;
+        }
+        info!(recording_id = %id, mime_type = %media, tenant = new.owner.tenant.as_str(), "recording created");
         Ok(Created {
             recording_id: id.to_string(),
             upload_token: token.as_str().to_owned(),
@@ -715,8 +738,11 @@ pub(crate) mod testing {
         let coord: Arc<dyn Coordinator> = Arc::new(MemoryCoordinator::new());
         let notifier = Arc::new(Hub::new());
         let records = Records::new(store.clone(), coord.clone(), queue, Limits::default());
-        let recordings = Recordings::new(Arc::new(records), notifier.clone());
-        let created = recordings.create("video/webm").await.unwrap();
+        let recordings = Recordings::new(Arc::new(records), notifier.clone(), Auth::None);
+        let created = recordings
+            .create("video/webm", Owner::anonymous(), Metadata::default())
+            .await
+            .unwrap();
         let id = RecordingId::parse(&created.recording_id).unwrap();
         let meta = recordings
             .authorize(&id, Some(&created.upload_token))
