@@ -115,6 +115,8 @@ impl Core {
             files: self.files.clone(),
             web_dir: self.config.web_dir.as_deref().map(Arc::from),
             shutdown,
+            origins: self.config.cors_allowed_origins.clone(),
+            request_timeout: self.config.request_timeout,
         }
     }
 

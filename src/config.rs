@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::auth::{ApiKeys, AuthConfig, JwtKeys, JwtSettings};
+use crate::http::guard::Origins;
 use crate::service::Limits;
 use crate::store::S3Settings;
 use crate::sweep::{Abandoned, SweepSettings};
@@ -58,6 +59,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `AUTH_MODE` and its keys.
     pub auth: AuthConfig,
+    /// `CORS_ALLOWED_ORIGINS`: who may call from a browser on another origin.
+    pub cors_allowed_origins: Origins,
+    /// `REQUEST_TIMEOUT_SECS`: the longest a request (body included, WebSockets aside) takes.
+    pub request_timeout: Duration,
 }
 
 /// The serverless mode's adapters (both need `REDIS_URL`).
@@ -305,6 +310,17 @@ impl Config {
             sweep,
             shutdown_grace,
             auth: auth_config(&var)?,
+            cors_allowed_origins: var("CORS_ALLOWED_ORIGINS")
+                .map(|v| Origins::parse(&v))
+                .transpose()
+                .map_err(|message| err("CORS_ALLOWED_ORIGINS", message))?
+                .unwrap_or_default(),
+            request_timeout: Duration::from_secs(parse(
+                var("REQUEST_TIMEOUT_SECS"),
+                "120",
+                "REQUEST_TIMEOUT_SECS",
+                |v| ranged(v, 1, 3600),
+            )?),
         })
     }
 }

@@ -32,6 +32,17 @@ pub enum Error {
     InvalidCursor,
     #[error("query is not valid: {0}")]
     InvalidQuery(String),
+    #[error(
+        "request headers are too large: at most {max_headers} headers of {max_bytes} bytes in all"
+    )]
+    HeadersTooLarge {
+        max_headers: usize,
+        max_bytes: usize,
+    },
+    #[error("request body is larger than the limit of {max} bytes")]
+    BodyTooLarge { max: u64 },
+    #[error("request took longer than {secs} s")]
+    RequestTimeout { secs: u64 },
     #[error("seq is not valid: {0}")]
     InvalidSeq(String),
     #[error("chunkCount is not valid: {0}")]
@@ -148,6 +159,9 @@ impl Error {
             InvalidMetadata(_) => "invalid_metadata",
             InvalidCursor => "invalid_cursor",
             InvalidQuery(_) => "invalid_query",
+            HeadersTooLarge { .. } => "headers_too_large",
+            BodyTooLarge { .. } => "body_too_large",
+            RequestTimeout { .. } => "request_timeout",
             InvalidSeq(_) => "invalid_seq",
             InvalidChunkCount(_) => "invalid_chunk_count",
             InvalidMimeType(_) => "invalid_mime_type",
@@ -219,7 +233,9 @@ impl Error {
             InvalidSignature | UrlExpired => StatusCode::FORBIDDEN,
             RecordingNotFound | NotFound => StatusCode::NOT_FOUND,
             UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ChunkTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ChunkTooLarge { .. } | BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             TooManyChunks { .. }
             | DuplicateChunk { .. }

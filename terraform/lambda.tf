@@ -16,6 +16,8 @@ locals {
     APIGW_MANAGEMENT_ENDPOINT = local.apigw_management_endpoint
     ABANDON_AFTER_SECS        = tostring(var.abandon_after_secs)
     ABANDONED                 = var.abandoned
+    # The list the bucket's and the HTTP API's CORS take too.
+    CORS_ALLOWED_ORIGINS = join(",", var.cors_allowed_origins)
   }
 
   # Unset keeps recordings for ever; a Lambda environment value cannot be null.

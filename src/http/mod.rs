@@ -4,6 +4,7 @@
 mod error;
 mod extract;
 mod files;
+pub mod guard;
 mod recordings;
 mod web;
 pub mod ws;
@@ -14,14 +15,17 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::header::CONTENT_TYPE;
+use axum::http::HeaderValue;
+use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use serde_json::json;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use tracing::info_span;
 
 pub use self::files::parse_range;
+use self::guard::{Bounds, Origins};
 use crate::error::{Error, Result};
 use crate::service::Recordings;
 use crate::shutdown::Shutdown;
@@ -39,11 +43,24 @@ pub struct AppState {
     pub web_dir: Option<Arc<Path>>,
     /// Fires when the instance stops: WebSocket sessions then close with 1001.
     pub shutdown: Shutdown,
+    /// Who may call from a browser, and the bounds on every request.
+    pub origins: Origins,
+    pub request_timeout: std::time::Duration,
 }
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.recordings.limits().max_chunk_bytes as usize + 1;
-    Router::new()
+    let bounds = Bounds {
+        // A chunk, and room for a multipart or JSON wrapping of one.
+        max_body: body_limit as u64 + 64 * 1024,
+        timeout: state.request_timeout,
+    };
+    // Stored objects are never a page: no script, no plugin, even if one were HTML.
+    let files_policy = SetResponseHeaderLayer::overriding(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    let requests = Router::new()
         .route(
             "/recordings",
             post(recordings::create).get(recordings::list),
@@ -61,8 +78,10 @@ pub fn router(state: AppState) -> Router {
         .route("/recordings/{id}/stop", post(recordings::stop))
         .route("/recordings/{id}/merge", post(recordings::merge))
         .route("/recordings/{id}/download", get(recordings::download))
-        .route("/files/{*key}", get(files::get).put(files::put))
-        .route("/ws", get(ws::upgrade))
+        .route(
+            "/files/{*key}",
+            get(files::get).put(files::put).layer(files_policy),
+        )
         .route("/", get(web::index))
         .route("/web/{name}", get(web::file))
         .route(
@@ -76,7 +95,12 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(|| async { Error::NotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(bounds, guard::bounded));
+    // A WebSocket lives for as long as its recording: no request deadline.
+    let sockets = Router::new().route("/ws", get(ws::upgrade));
+    guard::secured(requests.merge(sockets))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(state.origins.layer())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req
                 .extensions()

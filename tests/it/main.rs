@@ -7,6 +7,7 @@ mod coordinator;
 mod durable;
 mod faults;
 mod ha;
+mod hardening;
 mod merge;
 mod notify;
 mod owners;
