@@ -241,6 +241,9 @@ async fn reservation(endpoint: &str, redis: &str, total: usize) -> anyhow::Resul
         ("S3_FORCE_PATH_STYLE", "true".into()),
         ("REDIS_URL", redis.to_string()),
         ("MAX_CHUNKS", "10000000".into()),
+        // The benchmark is one client at full speed: no rate limit.
+        ("RATE_LIMIT_REQUESTS_PER_SEC", "0".into()),
+        ("RATE_LIMIT_CREATES_PER_MIN", "0".into()),
     ]))
     .await?;
     let http = reqwest::Client::builder()

@@ -91,6 +91,7 @@ impl Core {
             records,
             notifier.clone(),
             Auth::new(&config.auth),
+            config.rates,
         ));
         Ok(Self {
             config: config.clone(),
@@ -116,6 +117,7 @@ impl Core {
             web_dir: self.config.web_dir.as_deref().map(Arc::from),
             shutdown,
             origins: self.config.cors_allowed_origins.clone(),
+            trusted_proxies: Arc::new(self.config.trusted_proxies.clone()),
             request_timeout: self.config.request_timeout,
         }
     }
@@ -319,8 +321,11 @@ pub async fn serve(
         .local_addr()
         .map_err(|e| Error::Internal(e.to_string()))?;
     info!(%addr, "listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| Error::Internal(format!("server failed: {e}")))
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(|e| Error::Internal(format!("server failed: {e}")))
 }

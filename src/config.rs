@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::auth::{ApiKeys, AuthConfig, JwtKeys, JwtSettings};
-use crate::http::guard::Origins;
-use crate::service::Limits;
+use crate::domain::Rate;
+use crate::http::guard::{Origins, TrustedProxies};
+use crate::service::{Limits, RateLimits};
 use crate::store::S3Settings;
 use crate::sweep::{Abandoned, SweepSettings};
 
@@ -63,6 +64,10 @@ pub struct Config {
     pub cors_allowed_origins: Origins,
     /// `REQUEST_TIMEOUT_SECS`: the longest a request (body included, WebSockets aside) takes.
     pub request_timeout: Duration,
+    /// `RATE_LIMIT_CREATES_PER_MIN` and `RATE_LIMIT_REQUESTS_PER_SEC`.
+    pub rates: RateLimits,
+    /// `TRUSTED_PROXIES`: whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// The serverless mode's adapters (both need `REDIS_URL`).
@@ -321,6 +326,12 @@ impl Config {
                 "REQUEST_TIMEOUT_SECS",
                 |v| ranged(v, 1, 3600),
             )?),
+            rates: RateLimits {
+                creates: rate_var(&var, "RATE_LIMIT_CREATES_PER_MIN", "60", 60)?,
+                requests: rate_var(&var, "RATE_LIMIT_REQUESTS_PER_SEC", "50", 1)?,
+            },
+            trusted_proxies: TrustedProxies::parse(&var("TRUSTED_PROXIES").unwrap_or_default())
+                .map_err(|message| err("TRUSTED_PROXIES", message))?,
         })
     }
 }
@@ -388,6 +399,17 @@ fn parse<T>(
     f: impl FnOnce(&str) -> Result<T, String>,
 ) -> Result<T, ConfigError> {
     f(value.as_deref().unwrap_or(default)).map_err(|message| ConfigError { var, message })
+}
+
+/// A rate limit variable: so many per `period_secs`; 0 turns the limit off.
+fn rate_var(
+    var: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+    default: &str,
+    period_secs: u64,
+) -> Result<Option<Rate>, ConfigError> {
+    let count = parse(var(name), default, name, |v| ranged(v, 0, 1_000_000))?;
+    Ok(Rate::new(count as u32, Duration::from_secs(period_secs)))
 }
 
 /// An optional `http(s)://` URL variable.

@@ -43,6 +43,11 @@ pub enum Error {
     BodyTooLarge { max: u64 },
     #[error("request took longer than {secs} s")]
     RequestTimeout { secs: u64 },
+    #[error("too many {limit}; try again in {} ms", retry_after.as_millis())]
+    RateLimited {
+        limit: &'static str,
+        retry_after: std::time::Duration,
+    },
     #[error("seq is not valid: {0}")]
     InvalidSeq(String),
     #[error("chunkCount is not valid: {0}")]
@@ -162,6 +167,7 @@ impl Error {
             HeadersTooLarge { .. } => "headers_too_large",
             BodyTooLarge { .. } => "body_too_large",
             RequestTimeout { .. } => "request_timeout",
+            RateLimited { .. } => "rate_limited",
             InvalidSeq(_) => "invalid_seq",
             InvalidChunkCount(_) => "invalid_chunk_count",
             InvalidMimeType(_) => "invalid_mime_type",
@@ -225,7 +231,7 @@ impl Error {
             | InvalidQuery(_)
             | EmptyChunk => StatusCode::BAD_REQUEST,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ConnectionLimit(_) => StatusCode::TOO_MANY_REQUESTS,
+            ConnectionLimit(_) | RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             MissingToken | InvalidToken | MissingCredentials | InvalidCredentials(_) => {
                 StatusCode::UNAUTHORIZED
             }
@@ -286,6 +292,9 @@ impl Error {
             Error::FramesLost {
                 chunk: Some(index), ..
             } => body["index"] = json!(index),
+            Error::RateLimited { retry_after, .. } => {
+                body["retryAfterMs"] = json!(retry_after.as_millis() as u64);
+            }
             _ => {}
         }
         body

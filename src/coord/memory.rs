@@ -8,7 +8,8 @@ use async_trait::async_trait;
 
 use super::{Claim, Coordinator, NewRecording, RecordingMeta, Slot, StateUpdate, now_ms};
 use crate::domain::{
-    ChunkDigest, ChunkIndex, ChunkRecord, Indexing, RecordingId, RecordingState, check_stop,
+    ChunkDigest, ChunkIndex, ChunkRecord, Indexing, Rate, RecordingId, RecordingState, check_stop,
+    gcra,
 };
 use crate::error::{Error, Result};
 
@@ -19,6 +20,8 @@ pub struct MemoryCoordinator {
     leases: Mutex<HashMap<String, (String, Instant)>>,
     /// Counters: count and expiry, by name.
     counters: Mutex<HashMap<String, (u64, Instant)>>,
+    /// Rate limits: the theoretical arrival time (ms since the epoch), by key.
+    rates: Mutex<HashMap<String, u64>>,
 }
 
 struct Entry {
@@ -317,6 +320,22 @@ impl Coordinator for MemoryCoordinator {
             leases.remove(name);
         }
         Ok(())
+    }
+
+    async fn throttle(&self, key: &str, rate: Rate) -> Result<Option<Duration>> {
+        let mut rates = self.rates.lock().expect("rate lock poisoned");
+        let now = now_ms();
+        // Keys whose time has passed are as good as absent: drop them now and then.
+        if rates.len() > 10_000 {
+            rates.retain(|_, tat| *tat > now);
+        }
+        match gcra(rates.get(key).copied(), now, rate) {
+            Ok(tat) => {
+                rates.insert(key.to_owned(), tat);
+                Ok(None)
+            }
+            Err(wait) => Ok(Some(wait)),
+        }
     }
 
     async fn ping(&self) -> Result<()> {

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 pub use self::memory::MemoryCoordinator;
 pub use self::redis::RedisCoordinator;
 use crate::domain::{
-    ChunkDigest, ChunkIndex, ChunkRecord, Indexing, Metadata, Owner, RecordingId, RecordingState,
-    TokenHash,
+    ChunkDigest, ChunkIndex, ChunkRecord, Indexing, Metadata, Owner, Rate, RecordingId,
+    RecordingState, TokenHash,
 };
 use crate::error::Result;
 
@@ -206,6 +206,10 @@ pub trait Coordinator: Send + Sync + 'static {
 
     /// Add one to the counter `name` (which lasts `ttl` from its first count) and return it.
     async fn count(&self, name: &str, ttl: std::time::Duration) -> Result<u64>;
+
+    /// Admit one request against the rate limit `key` ([`gcra`](crate::domain::gcra)):
+    /// `None` when admitted, else how long until one would be.
+    async fn throttle(&self, key: &str, rate: Rate) -> Result<Option<std::time::Duration>>;
 
     async fn ping(&self) -> Result<()>;
 }

@@ -11,8 +11,8 @@ use redis::{AsyncCommands, Script};
 
 use super::{Claim, Coordinator, Failure, NewRecording, RecordingMeta, Slot, StateUpdate, now_ms};
 use crate::domain::{
-    ChunkDigest, ChunkIndex, ChunkRecord, Indexing, Metadata, Owner, RecordingId, RecordingState,
-    TokenHash,
+    ChunkDigest, ChunkIndex, ChunkRecord, Indexing, Metadata, Owner, Rate, RecordingId,
+    RecordingState, TokenHash,
 };
 
 use crate::error::{Error, Result};
@@ -177,6 +177,20 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 "#;
 
+/// KEYS: rate limit. ARGV: interval ms, tolerance ms. GCRA on the server's clock, as
+/// `domain::gcra`: 0 when admitted, else the ms until one would be.
+const THROTTLE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local from = tat - tonumber(ARGV[2])
+if now < from then return from - now end
+local next = tat + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], next, 'PX', next - now + 1000)
+return 0
+"#;
+
 /// KEYS: lease. ARGV: holder.
 const RELEASE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
@@ -196,6 +210,7 @@ pub struct RedisCoordinator {
     adopt: Script,
     lease: Script,
     release: Script,
+    throttle: Script,
 }
 
 struct Keys {
@@ -240,6 +255,7 @@ impl RedisCoordinator {
             adopt: Script::new(ADOPT),
             lease: Script::new(LEASE),
             release: Script::new(RELEASE),
+            throttle: Script::new(THROTTLE),
         })
     }
 
@@ -663,6 +679,17 @@ impl Coordinator for RedisCoordinator {
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(n)
+    }
+
+    async fn throttle(&self, key: &str, rate: Rate) -> Result<Option<Duration>> {
+        let wait: u64 = self
+            .throttle
+            .key(format!("{}rl:{key}", self.prefix))
+            .arg(rate.interval_ms)
+            .arg(rate.tolerance_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok((wait > 0).then(|| Duration::from_millis(wait)))
     }
 
     async fn ping(&self) -> Result<()> {

@@ -6,6 +6,7 @@ mod id;
 mod key;
 mod media;
 mod owner;
+mod rate;
 mod state;
 mod token;
 
@@ -16,6 +17,7 @@ pub use id::RecordingId;
 pub use key::ObjectKey;
 pub use media::{Container, MediaType};
 pub use owner::{MAX_METADATA_BYTES, Metadata, Owner, Subject, Tenant};
+pub use rate::{Rate, gcra};
 pub use state::RecordingState;
 pub use token::{TokenHash, UploadToken};
 

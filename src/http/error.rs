@@ -14,12 +14,18 @@ impl IntoResponse for Error {
         }
         let status = self.status();
         let mut response = (status, Json(json!({ "error": self.to_json() }))).into_response();
-        if let Error::RangeNotSatisfiable { size } = self
+        if let Error::RangeNotSatisfiable { size } = &self
             && let Ok(v) = format!("bytes */{size}").parse()
         {
             response
                 .headers_mut()
                 .insert(axum::http::header::CONTENT_RANGE, v);
+        }
+        if let Error::RateLimited { retry_after, .. } = self {
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.max(1).into());
         }
         response
     }

@@ -2,11 +2,14 @@
 //! always get the JSON error shape.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use super::AppState;
 use crate::domain::RecordingId;
 use crate::error::Error;
 
@@ -48,6 +51,29 @@ impl<S: Send + Sync> FromRequestParts<S> for Bearer {
             })
             .map(|t| t.trim().to_owned());
         Ok(Self(token))
+    }
+}
+
+/// The client's address (see [`TrustedProxies::client`]); `None` when there is no peer
+/// address (behind API Gateway, which limits rates itself).
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let forwarded = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        Ok(Self(peer.map(|p| app.trusted_proxies.client(p, forwarded))))
     }
 }
 

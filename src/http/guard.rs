@@ -2,6 +2,7 @@
 //! headers and body, a deadline (`REQUEST_TIMEOUT_SECS`; WebSockets are left out), and the
 //! security headers on every answer. Refusals are the API's JSON errors.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -88,6 +89,71 @@ impl Origins {
     }
 }
 
+/// `TRUSTED_PROXIES`: the addresses (CIDR blocks) whose `X-Forwarded-For` is believed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+
+impl TrustedProxies {
+    /// Comma-separated addresses or `address/prefix` blocks, IPv4 or IPv6.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut blocks = Vec::new();
+        for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (addr, bits) = entry.split_once('/').unwrap_or((entry, ""));
+            let addr: IpAddr = addr
+                .parse()
+                .map_err(|_| format!("{entry:?} is not an address or address/prefix"))?;
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            let bits = match bits {
+                "" => max,
+                b => b
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|b| *b <= max)
+                    .ok_or_else(|| format!("{entry:?}: the prefix is 0 to {max}"))?,
+            };
+            blocks.push((addr, bits));
+        }
+        Ok(Self(blocks))
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|(net, bits)| match (net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(&n.octets(), &a.octets(), *bits),
+            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(&n.octets(), &a.octets(), *bits),
+            _ => false,
+        })
+    }
+
+    /// The client behind `peer`: `peer` itself unless it is trusted, else the rightmost
+    /// address of `X-Forwarded-For` that is not trusted (each trusted proxy appends the
+    /// address it got the request from; only those entries can be believed).
+    pub fn client(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+        if !self.contains(peer) {
+            return peer;
+        }
+        let mut client = peer;
+        for hop in forwarded_for.unwrap_or("").rsplit(',') {
+            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+                break;
+            };
+            client = ip;
+            if !self.contains(ip) {
+                break;
+            }
+        }
+        client
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
+    let (whole, rest) = (usize::from(bits / 8), bits % 8);
+    if a[..whole] != b[..whole] {
+        return false;
+    }
+    rest == 0 || (a[whole] ^ b[whole]) >> (8 - rest) == 0
+}
+
 /// Bounds every request but a WebSocket's shares.
 #[derive(Clone, Copy, Debug)]
 pub struct Bounds {
@@ -150,6 +216,34 @@ pub fn secured<S: Clone + Send + Sync + 'static>(router: axum::Router<S>) -> axu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_from_trusted_proxies_only() {
+        let trusted = TrustedProxies::parse("10.0.0.0/8, ::1").unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(trusted.contains(ip("10.1.2.3")) && !trusted.contains(ip("11.0.0.1")));
+        assert!(trusted.contains(ip("::1")) && trusted.contains(ip("::ffff:10.0.0.1")));
+        // A stranger's header is ignored.
+        assert_eq!(
+            trusted.client(ip("203.0.113.9"), Some("1.2.3.4")),
+            ip("203.0.113.9")
+        );
+        // Behind two proxies, the first untrusted hop from the right; a spoofed left part is
+        // never reached.
+        assert_eq!(
+            trusted.client(ip("10.0.0.1"), Some("6.6.6.6, 198.51.100.7, 10.0.0.2")),
+            ip("198.51.100.7")
+        );
+        assert_eq!(trusted.client(ip("10.0.0.1"), None), ip("10.0.0.1"));
+        assert_eq!(trusted.client(ip("10.0.0.1"), Some("junk")), ip("10.0.0.1"));
+        for bad in ["10.0.0.0/33", "x", "::1/129"] {
+            assert!(TrustedProxies::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            TrustedProxies::parse("").unwrap(),
+            TrustedProxies::default()
+        );
+    }
 
     #[test]
     fn origins_parse_to_exact_origins() {

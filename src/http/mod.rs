@@ -25,7 +25,7 @@ use tower_http::trace::TraceLayer;
 use tracing::info_span;
 
 pub use self::files::parse_range;
-use self::guard::{Bounds, Origins};
+use self::guard::{Bounds, Origins, TrustedProxies};
 use crate::error::{Error, Result};
 use crate::service::Recordings;
 use crate::shutdown::Shutdown;
@@ -46,6 +46,7 @@ pub struct AppState {
     /// Who may call from a browser, and the bounds on every request.
     pub origins: Origins,
     pub request_timeout: std::time::Duration,
+    pub trusted_proxies: Arc<TrustedProxies>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -12,7 +12,7 @@ use serde_json::json;
 use tracing::instrument;
 
 use super::AppState;
-use super::extract::{ApiJson, Bearer, CHECKSUM_SHA256, Target};
+use super::extract::{ApiJson, Bearer, CHECKSUM_SHA256, ClientIp, Target};
 use crate::domain::{Metadata, Sha256Checksum};
 use crate::error::{Error, Result};
 use crate::service::{
@@ -52,11 +52,12 @@ pub struct StopBody {
 pub async fn create(
     State(app): State<AppState>,
     Bearer(credential): Bearer,
+    ClientIp(client): ClientIp,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, Json<Created>)> {
     let owner = app
         .recordings
-        .creator(credential.as_deref(), body.owner.as_deref())
+        .creator(credential.as_deref(), body.owner.as_deref(), client)
         .await?;
     let metadata = body
         .metadata

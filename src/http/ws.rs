@@ -17,6 +17,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{Instrument, debug, info_span};
 
 use super::AppState;
+use super::extract::ClientIp;
 use crate::coord::RecordingMeta;
 use crate::domain::RecordingId;
 use crate::error::{Error, Result};
@@ -152,18 +153,24 @@ const PING_EVERY: Duration = Duration::from_secs(20);
 /// A connection that sends nothing (not even a pong) for this long is closed.
 const IDLE: Duration = Duration::from_secs(60);
 
-pub async fn upgrade(State(app): State<AppState>, ws: WebSocketUpgrade) -> Response {
+pub async fn upgrade(
+    State(app): State<AppState>,
+    ClientIp(client): ClientIp,
+    ws: WebSocketUpgrade,
+) -> Response {
     // Twice the chunk limit: a chunk somewhat over it is read and refused with a
     // `chunk_too_large` error frame naming its seq, on a socket that stays open; only a
     // message over this closes the socket (1009), and a browser may see that close as a reset.
     let max = (app.recordings.limits().max_chunk_bytes as usize).saturating_mul(2) + 64;
     ws.max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| session(app, socket).instrument(info_span!("ws")))
+        .on_upgrade(move |socket| session(app, client, socket).instrument(info_span!("ws")))
 }
 
 struct Session {
     app: AppState,
+    /// The client's address, for the create rate limit.
+    client: Option<std::net::IpAddr>,
     recordings: HashMap<RecordingId, RecordingMeta>,
     subscriptions: HashMap<RecordingId, tokio::task::JoinHandle<()>>,
     out: mpsc::Sender<Message>,
@@ -176,13 +183,14 @@ fn text(v: &Value) -> Message {
     Message::Text(v.to_string().into())
 }
 
-async fn session(app: AppState, socket: WebSocket) {
+async fn session(app: AppState, client: Option<std::net::IpAddr>, socket: WebSocket) {
     let (sink, mut stream) = socket.split();
     let (out, outbox) = mpsc::channel::<Message>(OUTBOX);
     let (closing, closed) = oneshot::channel::<CloseFrame>();
     let writer = tokio::spawn(write(sink, outbox, closed));
     let mut session = Session {
         app,
+        client,
         recordings: HashMap::new(),
         subscriptions: HashMap::new(),
         out,
@@ -362,7 +370,7 @@ impl Session {
                 ..
             } => {
                 let owner = recordings
-                    .creator(credential.as_deref(), owner.as_deref())
+                    .creator(credential.as_deref(), owner.as_deref(), self.client)
                     .await?;
                 let metadata = metadata
                     .as_ref()
@@ -503,6 +511,10 @@ impl Session {
                 .seq
                 .map(|s| self.app.recordings.parse_seq(&s.to_string()))
                 .transpose()?;
+            self.app
+                .recordings
+                .throttle_recording(&frame.recording_id)
+                .await?;
             self.app
                 .recordings
                 .put_chunk(meta, seq, frame.payload, None)

@@ -2,6 +2,7 @@
 //! Lambda) calls these and only maps their results.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -17,8 +18,8 @@ pub use owned::{DEFAULT_PAGE, MAX_PAGE, Page};
 use crate::auth::Auth;
 use crate::coord::{Claim, Coordinator, NewRecording, RecordingMeta, Slot, StateUpdate};
 use crate::domain::{
-    ChunkDigest, ChunkIndex, MediaType, Metadata, ObjectKey, Owner, RecordingId, RecordingState,
-    Sha256Checksum, UploadToken,
+    ChunkDigest, ChunkIndex, MediaType, Metadata, ObjectKey, Owner, Rate, RecordingId,
+    RecordingState, Sha256Checksum, UploadToken,
 };
 use crate::error::{Error, Result};
 use crate::notify::{EventKind, Notifier};
@@ -51,6 +52,16 @@ pub struct Recordings {
     records: Arc<Records>,
     notifier: Arc<dyn Notifier>,
     auth: Auth,
+    rates: RateLimits,
+}
+
+/// The rate limits every instance shares (through the coordinator). `None`: no limit.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RateLimits {
+    /// `RATE_LIMIT_CREATES_PER_MIN`, per owner and per client address.
+    pub creates: Option<Rate>,
+    /// `RATE_LIMIT_REQUESTS_PER_SEC`, per recording.
+    pub requests: Option<Rate>,
 }
 
 #[derive(Debug, Serialize)]
@@ -167,12 +178,61 @@ impl StatusView {
 }
 
 impl Recordings {
-    pub fn new(records: Arc<Records>, notifier: Arc<dyn Notifier>, auth: Auth) -> Self {
+    pub fn new(
+        records: Arc<Records>,
+        notifier: Arc<dyn Notifier>,
+        auth: Auth,
+        rates: RateLimits,
+    ) -> Self {
         Self {
             records,
             notifier,
             auth,
+            rates,
         }
+    }
+
+    /// Count one request against `rate` under `key`; refused with when to come back.
+    async fn throttle(&self, key: &str, rate: Option<Rate>, limit: &'static str) -> Result<()> {
+        let Some(rate) = rate else {
+            return Ok(());
+        };
+        match self.coordinator().throttle(key, rate).await? {
+            None => Ok(()),
+            Some(retry_after) => Err(Error::RateLimited { limit, retry_after }),
+        }
+    }
+
+    /// Count one request to recording `id` against `RATE_LIMIT_REQUESTS_PER_SEC`.
+    pub async fn throttle_recording(&self, id: &RecordingId) -> Result<()> {
+        self.throttle(
+            &format!("rec:{id}"),
+            self.rates.requests,
+            "requests for this recording",
+        )
+        .await
+    }
+
+    /// Count one create by `owner`, from `client` when its address is known, against
+    /// `RATE_LIMIT_CREATES_PER_MIN`.
+    pub async fn throttle_create(&self, owner: &Owner, client: Option<IpAddr>) -> Result<()> {
+        let subject = owner.subject.as_ref().map_or("-".into(), |s| s.key_part());
+        let by_owner = format!("create:{}:{subject}", owner.tenant.key_part());
+        self.throttle(
+            &by_owner,
+            self.rates.creates,
+            "recordings created by this owner",
+        )
+        .await?;
+        if let Some(ip) = client {
+            self.throttle(
+                &format!("create:ip:{ip}"),
+                self.rates.creates,
+                "recordings created from this address",
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// The record (manifests and chunks in the store) and the ports behind it.
@@ -265,6 +325,7 @@ impl Recordings {
             .await?
             .ok_or(Error::RecordingNotFound)?;
         meta.token_hash.verify(&token)?;
+        self.throttle_recording(id).await?;
         Ok(meta)
     }
 
@@ -738,7 +799,12 @@ pub(crate) mod testing {
         let coord: Arc<dyn Coordinator> = Arc::new(MemoryCoordinator::new());
         let notifier = Arc::new(Hub::new());
         let records = Records::new(store.clone(), coord.clone(), queue, Limits::default());
-        let recordings = Recordings::new(Arc::new(records), notifier.clone(), Auth::None);
+        let recordings = Recordings::new(
+            Arc::new(records),
+            notifier.clone(),
+            Auth::None,
+            RateLimits::default(),
+        );
         let created = recordings
             .create("video/webm", Owner::anonymous(), Metadata::default())
             .await

@@ -1,6 +1,8 @@
 //! The owner's use cases: create as someone, reach a recording with either credential, list a
 //! tenant's or an owner's recordings, delete one.
 
+use std::net::IpAddr;
+
 use futures::StreamExt;
 use serde::Serialize;
 use tracing::info;
@@ -29,7 +31,13 @@ impl Recordings {
     /// Whom a new recording belongs to: the owner the credential speaks for, and, when the
     /// credential speaks for a whole tenant (an API key; anyone with `AUTH_MODE=none`), the
     /// owner the caller names. A JWT names its owner itself (`sub`).
-    pub async fn creator(&self, credential: Option<&str>, named: Option<&str>) -> Result<Owner> {
+    /// Each create counts against the owner's and the client address's create rate.
+    pub async fn creator(
+        &self,
+        credential: Option<&str>,
+        named: Option<&str>,
+        client: Option<IpAddr>,
+    ) -> Result<Owner> {
         let mut owner = self.owner_of(credential).await?;
         if let Some(named) = named {
             if owner.subject.is_some() {
@@ -39,6 +47,7 @@ impl Recordings {
             }
             owner.subject = Some(Subject::parse(named)?);
         }
+        self.throttle_create(&owner, client).await?;
         Ok(owner)
     }
 
@@ -71,11 +80,14 @@ impl Recordings {
 
     /// `id`, if `caller` may see it.
     pub async fn owned(&self, id: &RecordingId, caller: &Owner) -> Result<RecordingMeta> {
-        self.records
+        let meta = self
+            .records
             .meta(id)
             .await?
             .filter(|meta| caller.may_see(&meta.owner))
-            .ok_or(Error::RecordingNotFound)
+            .ok_or(Error::RecordingNotFound)?;
+        self.throttle_recording(id).await?;
+        Ok(meta)
     }
 
     /// A page of `caller`'s recordings (its tenant's, or its own when it is one owner), newest

@@ -351,6 +351,7 @@ async fn the_embedded_server_killed_finds_its_recordings_again() {
         ),
         ("SWEEP_INTERVAL_SECS", "1".to_owned()),
         ("MERGE_LEASE_SECS", "1".to_owned()),
+        ("RATE_LIMIT_REQUESTS_PER_SEC", "0".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

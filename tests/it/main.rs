@@ -8,6 +8,7 @@ mod durable;
 mod faults;
 mod ha;
 mod hardening;
+mod limits;
 mod merge;
 mod notify;
 mod owners;

@@ -144,6 +144,9 @@ pub async fn env_for(backend: &Backend, dir: &std::path::Path) -> HashMap<String
     env.insert("MAX_CHUNKS".into(), "1000".into());
     // Ingest tests read the stored chunks back after stop; merge tests turn this off.
     env.insert("KEEP_CHUNKS".into(), "true".into());
+    // Suites send as fast as they can; the rate limit tests set their own.
+    env.insert("RATE_LIMIT_CREATES_PER_MIN".into(), "0".into());
+    env.insert("RATE_LIMIT_REQUESTS_PER_SEC".into(), "0".into());
     env
 }
 
