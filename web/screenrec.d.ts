@@ -49,6 +49,12 @@ export interface RecorderOptions {
    * API's URL (`wss://…/prod`); the recording id and token go in its query string.
    */
   eventsUrl?: string;
+  /**
+   * A recording the app's backend created (`POST /recordings` with its API key), so the page
+   * never holds the key: the recorder uploads into it instead of creating one, in the format it
+   * was created with.
+   */
+  recording?: { recordingId: string; uploadToken: string };
   /** Default 'presigned'. */
   mode?: UploadMode;
   /** The recording format; default: the first of MIME_TYPES the browser supports. */

@@ -1015,6 +1015,9 @@ export class Recorder extends Emitter {
     super();
     const opts = { ...DEFAULTS, ...options, retry: { ...DEFAULTS.retry, ...(options.retry || {}) } };
     if (!MODES.includes(opts.mode)) throw new TypeError(`mode must be one of ${MODES.join(', ')}`);
+    if (opts.recording && !(typeof opts.recording.recordingId === 'string' && typeof opts.recording.uploadToken === 'string')) {
+      throw new TypeError('recording must be { recordingId, uploadToken }, as the server created it');
+    }
     this.MediaRecorderImpl = opts.MediaRecorder || globalThis.MediaRecorder;
     this.mimeType = pickMimeType(opts.mimeType, this.MediaRecorderImpl);
     if (!stream || typeof stream.getTracks !== 'function' || stream.getTracks().length === 0) {
@@ -1061,7 +1064,21 @@ export class Recorder extends Emitter {
     this.#setState('starting');
     let created;
     try {
-      created = await withRetry(() => this.api.create(this.mimeType), { retry: { ...this.options.retry, maxAttempts: 3 }, maxNetworkAttempts: 3, timers: this.timers, random: this.random });
+      const retry = { retry: { ...this.options.retry, maxAttempts: 3 }, maxNetworkAttempts: 3, timers: this.timers, random: this.random };
+      const given = this.options.recording;
+      if (given) {
+        // Made by the app's backend with its own key: record into it, in its format.
+        created = given;
+        const status = await withRetry(() => this.api.status(given.recordingId, given.uploadToken), retry);
+        if (status.mimeType && status.mimeType !== this.mimeType) {
+          if (!this.MediaRecorderImpl?.isTypeSupported?.(status.mimeType)) {
+            throw new ScreenrecError('unsupported_format', `This browser cannot record ${status.mimeType}, the format the recording was created with.`);
+          }
+          this.mimeType = status.mimeType;
+        }
+      } else {
+        created = await withRetry(() => this.api.create(this.mimeType), retry);
+      }
     } catch (e) {
       const err = e.code === 'network' ? new ScreenrecError('network', 'Could not reach the recording server. Check the connection and try again.', { cause: e, retryable: true }) : e;
       this.#fail(err);

@@ -135,6 +135,20 @@ describe('Recorder', () => {
     assert.equal(clock.pending.length, 0, 'no timers left behind');
   });
 
+  test('a recording made by the app backend: no create, its token and its format', async () => {
+    const routes = { [`GET /recordings/${ID}`]: () => jsonResponse(200, { recordingId: ID, status: 'recording', mimeType: 'video/webm;codecs=vp8,opus' }) };
+    const { recorder, server, mr } = setup({ mode: 'server', routes, recording: { recordingId: ID, uploadToken: 'from-backend' } });
+    await recorder.start();
+    assert.equal(recorder.recordingId, ID);
+    assert.equal(recorder.mimeType, 'video/webm;codecs=vp8,opus');
+    assert.equal(mr.instances[0].mimeType, 'video/webm;codecs=vp8,opus');
+    mr.instances[0].data(100);
+    await flush();
+    assert.deepEqual(server.keys(), [`GET /recordings/${ID}`, `PUT /recordings/${ID}/chunks/0`]);
+    assert.equal(server.requests[1].init.headers.Authorization, 'Bearer from-backend');
+    assert.throws(() => setup({ recording: { recordingId: ID } }), TypeError);
+  });
+
   test('eventsUrl: the serverless WebSocket API, with the recording and token in the query', async () => {
     const { recorder, ws } = setup({ mode: 'presigned', eventsUrl: 'wss://api.example/prod' });
     await recorder.start();
