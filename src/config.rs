@@ -198,6 +198,10 @@ impl Config {
                 "PRESIGN_TTL_SECS",
                 |v| ranged(v, 1, 604_800),
             )?),
+            max_recording_bytes: quota_var(&var, "MAX_RECORDING_BYTES")?,
+            max_recording_secs: quota_var(&var, "MAX_RECORDING_SECS")?,
+            max_active_recordings: quota_var(&var, "MAX_ACTIVE_RECORDINGS")?
+                .map(|n| n.min(u64::from(u32::MAX)) as u32),
         };
         let url_signing_secret = var("URL_SIGNING_SECRET");
         if url_signing_secret.as_ref().is_some_and(|s| s.len() < 32) {
@@ -399,6 +403,17 @@ fn parse<T>(
     f: impl FnOnce(&str) -> Result<T, String>,
 ) -> Result<T, ConfigError> {
     f(value.as_deref().unwrap_or(default)).map_err(|message| ConfigError { var, message })
+}
+
+/// A quota: a whole number of at least 1; unset, no quota.
+fn quota_var(
+    var: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<u64>, ConfigError> {
+    var(name)
+        .map(|v| ranged(&v, 1, u64::MAX))
+        .transpose()
+        .map_err(|message| ConfigError { var: name, message })
 }
 
 /// A rate limit variable: so many per `period_secs`; 0 turns the limit off.

@@ -43,6 +43,8 @@ pub enum Error {
     BodyTooLarge { max: u64 },
     #[error("request took longer than {secs} s")]
     RequestTimeout { secs: u64 },
+    #[error("quota reached: {quota} is {limit}")]
+    QuotaExceeded { quota: &'static str, limit: u64 },
     #[error("too many {limit}; try again in {} ms", retry_after.as_millis())]
     RateLimited {
         limit: &'static str,
@@ -168,6 +170,7 @@ impl Error {
             BodyTooLarge { .. } => "body_too_large",
             RequestTimeout { .. } => "request_timeout",
             RateLimited { .. } => "rate_limited",
+            QuotaExceeded { .. } => "quota_exceeded",
             InvalidSeq(_) => "invalid_seq",
             InvalidChunkCount(_) => "invalid_chunk_count",
             InvalidMimeType(_) => "invalid_mime_type",
@@ -235,7 +238,7 @@ impl Error {
             MissingToken | InvalidToken | MissingCredentials | InvalidCredentials(_) => {
                 StatusCode::UNAUTHORIZED
             }
-            Forbidden(_) => StatusCode::FORBIDDEN,
+            Forbidden(_) | QuotaExceeded { .. } => StatusCode::FORBIDDEN,
             InvalidSignature | UrlExpired => StatusCode::FORBIDDEN,
             RecordingNotFound | NotFound => StatusCode::NOT_FOUND,
             UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -292,6 +295,10 @@ impl Error {
             Error::FramesLost {
                 chunk: Some(index), ..
             } => body["index"] = json!(index),
+            Error::QuotaExceeded { quota, limit } => {
+                body["quota"] = json!(quota);
+                body["limit"] = json!(limit);
+            }
             Error::RateLimited { retry_after, .. } => {
                 body["retryAfterMs"] = json!(retry_after.as_millis() as u64);
             }

@@ -306,7 +306,10 @@ impl Records {
     async fn delete_objects(&self, id: &RecordingId) -> Result<()> {
         let mut keys = vec![ObjectKey::active(id)];
         match self.read(id).await {
-            Ok(Some(meta)) => keys.extend(ObjectKey::listings(&meta.owner, id)),
+            Ok(Some(meta)) => {
+                keys.extend(ObjectKey::actives(&meta.owner, id));
+                keys.extend(ObjectKey::listings(&meta.owner, id));
+            }
             Ok(None) => {}
             // Its listing entries cannot be named; a listing skips an entry whose recording
             // is gone, so they are harmless.
@@ -326,6 +329,41 @@ impl Records {
         keys.retain(|k| *k != manifest);
         self.delete_all(keys).await?;
         self.store.delete(&manifest).await
+    }
+
+    /// A finished recording (ready or failed) leaves the unfinished: its markers go.
+    pub async fn finished(&self, meta: &RecordingMeta) -> Result<()> {
+        self.delete_all(ObjectKey::actives(&meta.owner, &meta.id).to_vec())
+            .await
+    }
+
+    /// How many of `owner`'s recordings are unfinished, counting up to `enough`. A marker
+    /// whose recording is finished or gone is removed on the way, so a marker a crash left
+    /// behind is not counted for ever.
+    pub async fn unfinished_of(&self, owner: &Owner, enough: u32) -> Result<u32> {
+        let prefix = ObjectKey::owner_active_prefix(owner);
+        let mut count = 0;
+        for listed in self.store.list(&prefix).await? {
+            if count >= enough {
+                break;
+            }
+            let Some(id) = listed
+                .key
+                .strip_prefix(&prefix)
+                .and_then(|id| RecordingId::parse(id).ok())
+            else {
+                continue;
+            };
+            match self.meta(&id).await? {
+                Some(meta) if !meta.state.is_terminal() => count += 1,
+                Some(meta) => self.finished(&meta).await?,
+                None => {
+                    self.delete_all(ObjectKey::actives(owner, &id).to_vec())
+                        .await?
+                }
+            }
+        }
+        Ok(count)
     }
 
     /// Delete these objects, [`HEADS_IN_FLIGHT`] at a time.

@@ -163,7 +163,7 @@ impl Sweeper {
             let idle = Duration::from_millis(now.saturating_sub(meta.updated_at_ms));
             match meta.state {
                 RecordingState::Ready | RecordingState::Failed => {
-                    store.delete(&ObjectKey::active(&id)).await?;
+                    self.records.finished(&meta).await?;
                     report.unfinished -= 1;
                 }
                 RecordingState::Recording if idle >= self.settings.abandon_after => {

@@ -22,6 +22,7 @@ const TENANTS: &str = "tenants/";
 /// active/{id}
 /// tenants/{tenant}/all/{rev}-{id}              (rev: u64::MAX - the id's ms, 16 hex digits;
 /// tenants/{tenant}/owners/{owner}/{rev}-{id}    tenant, owner: hashes of their names)
+/// tenants/{tenant}/active/{owner or -}/{id}     (an owner's unfinished recordings)
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ObjectKey(String);
@@ -55,6 +56,20 @@ impl ObjectKey {
             Some(subject) => format!("{TENANTS}{tenant}/owners/{}/", subject.key_part()),
             None => format!("{TENANTS}{tenant}/all/"),
         }
+    }
+
+    /// Where an owner's unfinished recordings are marked (counted for `MAX_ACTIVE_RECORDINGS`).
+    pub fn owner_active_prefix(owner: &Owner) -> String {
+        let subject = owner.subject.as_ref().map_or("-".into(), |s| s.key_part());
+        format!("{TENANTS}{}/active/{subject}/", owner.tenant.key_part())
+    }
+
+    /// The markers of an unfinished recording: the sweeper's, and its owner's.
+    pub fn actives(owner: &Owner, id: &RecordingId) -> [Self; 2] {
+        [
+            Self::active(id),
+            Self(format!("{}{id}", Self::owner_active_prefix(owner))),
+        ]
     }
 
     /// A recording's entries in the listings of its tenant and of its owner, ordered by the

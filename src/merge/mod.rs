@@ -463,8 +463,13 @@ impl Merger {
             warn!(recording_id = %id, error = %e, "manifest not updated");
             return;
         }
-        if let Err(e) = self.store.delete(&ObjectKey::active(id)).await {
-            warn!(recording_id = %id, error = %e, "active marker not removed");
+        let finished = match self.records.meta(id).await {
+            Ok(Some(meta)) => self.records.finished(&meta).await,
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = finished {
+            warn!(recording_id = %id, error = %e, "active markers not removed");
         }
     }
 

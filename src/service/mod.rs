@@ -36,6 +36,12 @@ pub struct Limits {
     pub max_chunk_bytes: u64,
     pub max_chunks: u32,
     pub presign_ttl: Duration,
+    /// `MAX_RECORDING_BYTES`: the most a recording's chunks may hold.
+    pub max_recording_bytes: Option<u64>,
+    /// `MAX_RECORDING_SECS`: how long after create a recording takes chunks.
+    pub max_recording_secs: Option<u64>,
+    /// `MAX_ACTIVE_RECORDINGS`: unfinished recordings per owner.
+    pub max_active_recordings: Option<u32>,
 }
 
 impl Default for Limits {
@@ -44,6 +50,9 @@ impl Default for Limits {
             max_chunk_bytes: 16 * 1024 * 1024,
             max_chunks: 100_000,
             presign_ttl: Duration::from_secs(900),
+            max_recording_bytes: None,
+            max_recording_secs: None,
+            max_active_recordings: None,
         }
     }
 }
@@ -288,6 +297,14 @@ impl Recordings {
         metadata: Metadata,
     ) -> Result<Created> {
         let media = MediaType::parse(mime_type)?;
+        if let Some(max) = self.limits().max_active_recordings
+            && self.records.unfinished_of(&owner, max).await? >= max
+        {
+            return Err(Error::QuotaExceeded {
+                quota: "MAX_ACTIVE_RECORDINGS",
+                limit: u64::from(max),
+            });
+        }
         let id = RecordingId::generate();
         let token = UploadToken::generate();
         let new = NewRecording {
@@ -301,7 +318,7 @@ impl Recordings {
         self.records.record(&id).await?;
         // Found by the sweeper until it is finished (its merge removes it), and in the
         // listings until it is deleted.
-        let mut markers = vec![ObjectKey::active(&id)];
+        let mut markers = ObjectKey::actives(&new.owner, &id).to_vec();
         markers.extend(ObjectKey::listings(&new.owner, &id));
         for marker in &markers {
             self.store()
@@ -374,6 +391,7 @@ impl Recordings {
         checksum: Option<&Sha256Checksum>,
     ) -> Result<ChunkReceipt> {
         self.check_size(body.len() as u64)?;
+        self.check_quota(meta, body.len() as u64)?;
         let digest = ChunkDigest::of(&body);
         if let Some(declared) = checksum {
             declared.check(&digest)?;
@@ -441,6 +459,7 @@ impl Recordings {
         if let Some(size) = declared.size {
             self.check_size(size)?;
         }
+        self.check_quota(meta, declared.size.unwrap_or(0))?;
         let stored = match (declared.size, &declared.sha256) {
             (Some(size), Some(sha256)) => {
                 let digest = ChunkDigest {
@@ -509,7 +528,10 @@ impl Recordings {
             .head(&key)
             .await?
             .ok_or(Error::ChunkNotUploaded { index: seq.get() })?;
-        if let Err(e) = self.check_size(info.size) {
+        if let Err(e) = self
+            .check_size(info.size)
+            .and_then(|()| self.check_quota(meta, info.size))
+        {
             // Refuse what a presigned PUT cannot: drop the object unless it is a stored chunk.
             if !self
                 .coordinator()
@@ -556,6 +578,30 @@ impl Recordings {
             .rebuilding(&meta.id, || coord.commit(&meta.id, seq, &digest))
             .await?;
         Ok(self.chunk_saved(&meta.id, seq, committed).await)
+    }
+
+    /// A recording's quotas, before `incoming` more bytes: `MAX_RECORDING_SECS` since create and
+    /// `MAX_RECORDING_BYTES` in all. What is stored stays; the recording can still be stopped
+    /// and merged.
+    fn check_quota(&self, meta: &RecordingMeta, incoming: u64) -> Result<()> {
+        let limits = self.limits();
+        if let Some(secs) = limits.max_recording_secs
+            && crate::coord::now_ms().saturating_sub(meta.created_at_ms) > secs * 1000
+        {
+            return Err(Error::QuotaExceeded {
+                quota: "MAX_RECORDING_SECS",
+                limit: secs,
+            });
+        }
+        if let Some(max) = limits.max_recording_bytes
+            && meta.bytes_received + incoming > max
+        {
+            return Err(Error::QuotaExceeded {
+                quota: "MAX_RECORDING_BYTES",
+                limit: max,
+            });
+        }
+        Ok(())
     }
 
     fn chunk_count(&self, count: i64) -> Result<u32> {

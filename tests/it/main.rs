@@ -12,6 +12,7 @@ mod limits;
 mod merge;
 mod notify;
 mod owners;
+mod quotas;
 mod restarts;
 mod serverless;
 mod sweep;

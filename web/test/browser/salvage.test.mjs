@@ -31,9 +31,14 @@ async function call(base, method, route, { token, json, body } = {}) {
   const headers = {};
   if (token) headers.authorization = `Bearer ${token}`;
   if (json) headers['content-type'] = 'application/json';
-  const res = await fetch(`${base}${route}`, { method, headers, body: json ? JSON.stringify(json) : body });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null };
+  // Over the per-recording rate limit: wait as told and send again, as a client does.
+  for (let attempt = 0; ; attempt++) {
+    const res = await fetch(`${base}${route}`, { method, headers, body: json ? JSON.stringify(json) : body });
+    const text = await res.text();
+    const answer = { status: res.status, body: text ? JSON.parse(text) : null };
+    if (res.status !== 429 || attempt >= 50) return answer;
+    await sleep(answer.body?.error?.retryAfterMs ?? 100);
+  }
 }
 
 async function until(base, rec, states) {
