@@ -247,7 +247,9 @@ async function start() {
     stream = source === 'camera' ? await requestCamera() : await requestScreen();
     showPreview(stream);
     recorder = createRecorder(stream, {
-      baseUrl: location.origin,
+      // ?server=https://rec.example.com records to a server on another origin (it must list
+      // this page's origin in CORS_ALLOWED_ORIGINS); by default, the page's own.
+      baseUrl: new URLSearchParams(location.search).get('server') || location.origin,
       mode: ui.mode.value,
       mimeType: ui.format.value || undefined,
       timeslice: Number(ui.timeslice.value),

@@ -993,6 +993,22 @@ export function createRecorder(stream, options = {}) {
   return new Recorder(stream, options);
 }
 
+/** Why the server could not be reached, as far as a page can tell: a browser reports a
+ *  server on another origin that does not admit this page (CORS) as a network failure. */
+function unreachable(baseUrl) {
+  const page = globalThis.location?.origin;
+  let server = null;
+  try {
+    server = baseUrl ? new URL(baseUrl, page).origin : null;
+  } catch {
+    server = null;
+  }
+  if (page && server && server !== page) {
+    return `Could not reach the recording server at ${server}, or it does not allow this page's origin (${page}): check the connection, and that the server lists ${page} in CORS_ALLOWED_ORIGINS.`;
+  }
+  return 'Could not reach the recording server. Check the connection and try again.';
+}
+
 export class Recorder extends Emitter {
   #mr = null;
   #queue = null;
@@ -1080,7 +1096,7 @@ export class Recorder extends Emitter {
         created = await withRetry(() => this.api.create(this.mimeType), retry);
       }
     } catch (e) {
-      const err = e.code === 'network' ? new ScreenrecError('network', 'Could not reach the recording server. Check the connection and try again.', { cause: e, retryable: true }) : e;
+      const err = e.code === 'network' ? new ScreenrecError('network', unreachable(this.options.baseUrl), { cause: e, retryable: true }) : e;
       this.#fail(err);
       throw err;
     }

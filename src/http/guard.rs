@@ -157,7 +157,9 @@ fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
 /// Bounds every request but a WebSocket's shares.
 #[derive(Clone, Copy, Debug)]
 pub struct Bounds {
-    /// The largest body (a chunk and some room).
+    /// The largest chunk: every PUT body is one.
+    pub max_chunk: u64,
+    /// The largest other body.
     pub max_body: u64,
     /// `REQUEST_TIMEOUT_SECS`: the whole request, its body included.
     pub timeout: Duration,
@@ -181,11 +183,20 @@ pub async fn bounded(State(bounds): State<Bounds>, req: Request, next: Next) -> 
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > bounds.max_body) {
-        return Error::BodyTooLarge {
-            max: bounds.max_body,
+    if let Some(n) = declared {
+        // Every PUT body is a chunk (through the server, or to a signed file URL).
+        if req.method() == Method::PUT && n > bounds.max_chunk {
+            return Error::ChunkTooLarge {
+                max: bounds.max_chunk,
+            }
+            .into_response();
         }
-        .into_response();
+        if n > bounds.max_body {
+            return Error::BodyTooLarge {
+                max: bounds.max_body,
+            }
+            .into_response();
+        }
     }
     match tokio::time::timeout(bounds.timeout, next.run(req)).await {
         Ok(response) => response,

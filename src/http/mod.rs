@@ -52,7 +52,8 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let body_limit = state.recordings.limits().max_chunk_bytes as usize + 1;
     let bounds = Bounds {
-        // A chunk, and room for a multipart or JSON wrapping of one.
+        max_chunk: state.recordings.limits().max_chunk_bytes,
+        // A chunk, and room for a JSON wrapping of one.
         max_body: body_limit as u64 + 64 * 1024,
         timeout: state.request_timeout,
     };

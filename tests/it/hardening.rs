@@ -43,16 +43,16 @@ async fn preflight(base: &str, path: &str, method: &str, origin: &str) -> reqwes
         .unwrap()
 }
 
-/// A chunk PUT that declares `length` bytes and sends only `sent`: the answer, which must come
-/// within 10 s without the rest of the body.
-async fn part_of_a_chunk(base: &str, rec: &Rec, length: usize, sent: &[u8]) -> String {
+/// `request` (`METHOD path`) to the recording `rec`, declaring `length` bytes of body and
+/// sending only `sent`: the answer, which must come within 10 s without the rest.
+async fn partly_sent(base: &str, request: &str, rec: &Rec, length: usize, sent: &[u8]) -> String {
     let mut conn = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
         .await
         .unwrap();
     let head = format!(
-        "PUT /recordings/{}/chunks/0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
-         Content-Length: {length}\r\n\r\n",
-        rec.id, rec.token
+        "{request} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n",
+        rec.token
     );
     conn.write_all(head.as_bytes()).await.unwrap();
     conn.write_all(sent).await.unwrap();
@@ -146,7 +146,14 @@ async fn oversized_headers_and_bodies_are_refused_before_they_are_read() {
 
     // A body declared larger than any chunk is refused before a byte of it is read.
     let rec = client.create("video/webm").await;
-    let answer = part_of_a_chunk(&app.base, &rec, 64 * 1024 * 1024, b"").await;
+    let big = 64 * 1024 * 1024;
+    let put = format!("PUT /recordings/{}/chunks/0", rec.id);
+    let answer = partly_sent(&app.base, &put, &rec, big, b"").await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("chunk_too_large"), "{answer}");
+    // Any other body, likewise.
+    let stop = format!("POST /recordings/{}/stop", rec.id);
+    let answer = partly_sent(&app.base, &stop, &rec, big, b"").await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("body_too_large"), "{answer}");
 }
@@ -157,7 +164,8 @@ async fn a_slow_body_times_out_and_a_websocket_does_not() {
     let client = app.client();
     let rec = client.create("video/webm").await;
     let mut socket = Ws::connect(&client.ws_url(0)).await;
-    let answer = part_of_a_chunk(&app.base, &rec, 1000, b"0123456789").await;
+    let put = format!("PUT /recordings/{}/chunks/0", rec.id);
+    let answer = partly_sent(&app.base, &put, &rec, 1000, b"0123456789").await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("request_timeout"), "{answer}");
     // Nothing of it was stored.
