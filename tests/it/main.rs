@@ -9,6 +9,7 @@ mod faults;
 mod ha;
 mod hardening;
 mod limits;
+mod matrix;
 mod merge;
 mod notify;
 mod owners;
