@@ -184,9 +184,10 @@ impl Records {
     }
 
     /// Write the manifest from the recording's current state.
-    pub async fn record(&self, id: &RecordingId) -> Result<()> {
+    pub async fn record(&self, id: &RecordingId) -> Result<RecordingMeta> {
         let meta = self.meta(id).await?.ok_or(Error::RecordingNotFound)?;
-        self.write(&meta).await
+        self.write(&meta).await?;
+        Ok(meta)
     }
 
     /// Put an unfinished recording's state back into the coordinator, from its manifest and
@@ -304,19 +305,20 @@ impl Records {
     }
 
     async fn delete_objects(&self, id: &RecordingId) -> Result<()> {
-        let mut keys = vec![ObjectKey::active(id)];
-        match self.read(id).await {
+        let mut keys = match self.read(id).await {
             Ok(Some(meta)) => {
-                keys.extend(ObjectKey::actives(&meta.owner, id));
+                let mut keys = ObjectKey::actives(&meta.owner, id).to_vec();
                 keys.extend(ObjectKey::listings(&meta.owner, id));
+                keys
             }
-            Ok(None) => {}
-            // Its listing entries cannot be named; a listing skips an entry whose recording
-            // is gone, so they are harmless.
+            Ok(None) => vec![ObjectKey::active(id)],
+            // Its owner's entries cannot be named; a listing skips an entry whose recording
+            // is gone, and the owner's count removes a stale marker, so they are harmless.
             Err(e) => {
-                tracing::warn!(recording_id = %id, error = %e, "manifest unreadable; listing entries left")
+                tracing::warn!(recording_id = %id, error = %e, "manifest unreadable; listing entries left");
+                vec![ObjectKey::active(id)]
             }
-        }
+        };
         for prefix in [
             ObjectKey::chunks_prefix(id),
             ObjectKey::recording_prefix(id),

@@ -459,16 +459,14 @@ impl Merger {
     /// Write the durable manifest from the current state, and, once the recording is finished,
     /// remove its `active/` marker (the sweeper would, otherwise). A failure is logged.
     async fn record(&self, id: &RecordingId) {
-        if let Err(e) = self.records.record(id).await {
-            warn!(recording_id = %id, error = %e, "manifest not updated");
-            return;
-        }
-        let finished = match self.records.meta(id).await {
-            Ok(Some(meta)) => self.records.finished(&meta).await,
-            Ok(None) => Ok(()),
-            Err(e) => Err(e),
+        let meta = match self.records.record(id).await {
+            Ok(meta) => meta,
+            Err(e) => {
+                warn!(recording_id = %id, error = %e, "manifest not updated");
+                return;
+            }
         };
-        if let Err(e) = finished {
+        if let Err(e) = self.records.finished(&meta).await {
             warn!(recording_id = %id, error = %e, "active markers not removed");
         }
     }

@@ -775,7 +775,7 @@ impl Recordings {
     }
 
     pub async fn write_manifest(&self, id: &RecordingId) -> Result<()> {
-        self.records.record(id).await
+        self.records.record(id).await.map(drop)
     }
 
     /// Whether the dependencies answer.
