@@ -283,7 +283,7 @@ async fn reservation(endpoint: &str, redis: &str, total: usize) -> anyhow::Resul
             let r = http
                 .post(format!("{base}/recordings/{id}/chunks"))
                 .bearer_auth(token)
-                .json(&json!({ "seq": i / CONCURRENCY }))
+                .json(&json!({ "seq": i / CONCURRENCY, "size": 1 }))
                 .send()
                 .await
                 .expect("grant");

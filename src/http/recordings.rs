@@ -34,7 +34,7 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-/// A grant request: the chunk's `seq`, and optionally its `size` and `sha256` (base64), which
+/// A grant request: the chunk's `seq` and `size`, and optionally its `sha256` (base64), which
 /// the presigned URL then binds.
 #[derive(Deserialize)]
 pub struct GrantBody {
@@ -120,7 +120,7 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /recordings/{id}/chunks {"seq"}`: a presigned PUT for chunk `seq`.
+/// `POST /recordings/{id}/chunks {"seq", "size"}`: a presigned PUT for chunk `seq`.
 #[instrument(skip_all, fields(recording_id = %target.id))]
 pub async fn grant(
     State(app): State<AppState>,
@@ -133,15 +133,13 @@ pub async fn grant(
         .authorize(&target.id, token.as_deref())
         .await?;
     let seq = app.recordings.parse_seq(&body.seq.to_string())?;
+    let size = body.size.ok_or_else(|| {
+        Error::InvalidJson("size is required: the upload URL binds the chunk's length".into())
+    })?;
     let declared = Declared {
-        size: body
-            .size
-            .map(|n| {
-                n.as_u64().ok_or_else(|| {
-                    Error::InvalidJson(format!("size {n} is not a whole number of bytes"))
-                })
-            })
-            .transpose()?,
+        size: size.as_u64().ok_or_else(|| {
+            Error::InvalidJson(format!("size {size} is not a whole number of bytes"))
+        })?,
         sha256: body
             .sha256
             .as_deref()

@@ -105,10 +105,16 @@ pub struct UploadGrant {
     pub already_stored: bool,
 }
 
-/// What a client declares of a chunk before uploading it: its size and SHA-256, each optional.
+/// The lease a grant that declares only a chunk's size takes on its index, held by the size
+/// for the URL's lifetime: the confirmation of an object of another size cannot take it.
+fn declared_size_lease(id: &RecordingId, seq: ChunkIndex) -> String {
+    format!("declared:{id}:{seq}")
+}
+
+/// What a client declares of a chunk before uploading it: its size, and optionally its SHA-256.
 #[derive(Clone, Debug, Default)]
 pub struct Declared {
-    pub size: Option<u64>,
+    pub size: u64,
     pub sha256: Option<Sha256Checksum>,
 }
 
@@ -447,36 +453,46 @@ impl Recordings {
 
     /// Hand out a presigned PUT for chunk `seq`, so the browser uploads straight to storage.
     /// What the client declares is signed into the URL, so the storage itself refuses another
-    /// body: a declared size binds `Content-Length`, a declared SHA-256 the body (sent as
-    /// `x-amz-checksum-sha256`). Declaring both also claims the index for those bytes, so the
-    /// confirmation holds the object to them.
+    /// body: the size binds `Content-Length`, a declared SHA-256 the body (sent as
+    /// `x-amz-checksum-sha256`). The confirmation holds the object to them too, for a storage
+    /// that checks no signature: a declared SHA-256 claims the index for those bytes, and a
+    /// size alone is held by [`declared_size_lease`] for the URL's lifetime.
     pub async fn grant_upload(
         &self,
         meta: &RecordingMeta,
         seq: ChunkIndex,
         declared: &Declared,
     ) -> Result<UploadGrant> {
-        if let Some(size) = declared.size {
-            self.check_size(size)?;
-        }
-        self.check_quota(meta, declared.size.unwrap_or(0))?;
-        let stored = match (declared.size, &declared.sha256) {
-            (Some(size), Some(sha256)) => {
+        self.check_size(declared.size)?;
+        self.check_quota(meta, declared.size)?;
+        let coord = self.coordinator();
+        let stored = match &declared.sha256 {
+            Some(sha256) => {
                 let digest = ChunkDigest {
                     sha256: sha256.hex(),
-                    size,
+                    size: declared.size,
                 };
-                let (coord, max) = (self.coordinator(), self.limits().max_chunks);
-                let slot = Slot::Seq(seq);
+                let (max, slot) = (self.limits().max_chunks, Slot::Seq(seq));
                 let claim = self
                     .rebuilding(&meta.id, || coord.claim(&meta.id, slot, &digest, max))
                     .await?;
                 matches!(claim, Claim::Stored(_))
             }
-            _ => self
-                .rebuilding(&meta.id, || self.coordinator().reserve(&meta.id, seq))
-                .await?
-                .is_some_and(|known| known.stored),
+            None => {
+                let known = self
+                    .rebuilding(&meta.id, || coord.reserve(&meta.id, seq))
+                    .await?;
+                if known.as_ref().is_some_and(|k| k.stored) {
+                    true
+                } else {
+                    let (lease, size) = (declared_size_lease(&meta.id, seq), declared.size);
+                    let ttl = self.limits().presign_ttl;
+                    if !coord.lease(&lease, &size.to_string(), ttl).await? {
+                        return Err(Error::ChunkConflict { index: seq.get() });
+                    }
+                    false
+                }
+            }
         };
         if stored {
             return Ok(UploadGrant {
@@ -489,7 +505,7 @@ impl Recordings {
             });
         }
         let op = Presign::Put {
-            size: declared.size,
+            size: Some(declared.size),
             sha256: declared.sha256.as_ref(),
         };
         let PresignedUrl {
@@ -564,20 +580,34 @@ impl Recordings {
                 )),
             });
         }
+        // A grant that declared only the size holds it: an object of another size goes.
+        let (lease, size) = (declared_size_lease(&meta.id, seq), digest.size.to_string());
+        let ttl = self.limits().presign_ttl;
+        if !coord.lease(&lease, &size, ttl).await? {
+            self.store().delete(&key).await?;
+            return Err(Error::ChecksumMismatch(format!(
+                "{} bytes arrived, another size was declared",
+                digest.size
+            )));
+        }
         let (max, slot) = (self.limits().max_chunks, Slot::Seq(seq));
         let claim = self
             .rebuilding(&meta.id, || coord.claim(&meta.id, slot, &digest, max))
             .await?;
-        if let Claim::Stored(index) = claim {
-            return Ok(ChunkReceipt {
+        let receipt = match claim {
+            Claim::Stored(index) => ChunkReceipt {
                 index,
                 duplicate: true,
-            });
-        }
-        let committed = self
-            .rebuilding(&meta.id, || coord.commit(&meta.id, seq, &digest))
-            .await?;
-        Ok(self.chunk_saved(&meta.id, seq, committed).await)
+            },
+            _ => {
+                let committed = self
+                    .rebuilding(&meta.id, || coord.commit(&meta.id, seq, &digest))
+                    .await?;
+                self.chunk_saved(&meta.id, seq, committed).await
+            }
+        };
+        coord.release(&lease, &size).await?;
+        Ok(receipt)
     }
 
     /// A recording's quotas, before `incoming` more bytes: `MAX_RECORDING_SECS` since create and

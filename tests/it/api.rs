@@ -71,7 +71,10 @@ async fn retries_are_idempotent_and_conflicts_are_refused() {
             .expect_error(409, "chunk_conflict");
         assert_eq!(conflict["error"]["index"], 0);
         // A presigned grant for a stored chunk says so instead of handing out a URL.
-        let grant = c.grant(0, &rec, json!(0)).await.expect(200);
+        let grant = c
+            .grant(0, &rec, json!(0), fixture.chunks[0].len())
+            .await
+            .expect(200);
         assert_eq!(grant["alreadyStored"], true);
         assert!(grant.get("uploadUrl").is_none());
         // A recording numbered by seq refuses chunks without one.
@@ -91,7 +94,7 @@ async fn presigned_uploads_count_only_once_confirmed() {
         let app = spawn_app(&backend).await;
         let c = app.client();
         let rec = c.create("video/webm;codecs=vp9").await;
-        let grant = c.grant(0, &rec, json!(0)).await.expect(200);
+        let grant = c.grant(0, &rec, json!(0), 10).await.expect(200);
         assert!(grant["uploadUrl"].is_string(), "{grant}");
         assert!(grant["expiresAt"].is_string(), "{grant}");
         assert_eq!(grant["index"], 0);
@@ -107,27 +110,63 @@ async fn presigned_uploads_count_only_once_confirmed() {
         .expect_error(409, "chunk_not_uploaded");
         assert_eq!(c.status(0, &rec).await["chunksReceived"], 0);
         c.stop(0, &rec, 1).await.expect_error(409, "missing_chunks");
-        // Over the size limit through the presigned URL: the filesystem store refuses the
-        // upload itself; S3 cannot, so confirm refuses it and removes the object.
-        let big = vec![7u8; 1024 * 1024 + 1];
-        c.presigned_chunk(0, &rec, 1, big)
+        // A grant binds the declared size. Declaring more than a chunk may hold is refused
+        // outright; a body other than the one declared is refused by the storage itself when it
+        // checks signatures (LocalStack, the filesystem store), and otherwise (moto) by the
+        // confirmation, which removes the object.
+        let grants = format!("/recordings/{}/chunks", rec.id);
+        c.send(
+            0,
+            Method::POST,
+            &grants,
+            Some(&rec.token),
+            Some(json!({"seq": 1})),
+        )
+        .await
+        .expect_error(400, "invalid_json");
+        c.grant(0, &rec, json!(1), 1024 * 1024 + 1)
             .await
             .expect_error(413, "chunk_too_large");
+        let grant = c.grant(0, &rec, json!(1), 10).await.expect(200);
+        let url = grant["uploadUrl"].as_str().unwrap().to_owned();
+        c.grant(0, &rec, json!(1), 11)
+            .await
+            .expect_error(409, "chunk_conflict");
         let key = screenrec::domain::ObjectKey::chunk(
             &screenrec::domain::RecordingId::parse(&rec.id).unwrap(),
             screenrec::domain::ChunkIndex::new(1),
         );
-        assert!(
-            app.state
-                .recordings
-                .store()
-                .head(&key)
+        let mut refused_by_storage = 0;
+        for (body, status, code) in [
+            (vec![7u8; 1024 * 1024 + 1], 413, "chunk_too_large"),
+            (vec![7u8; 11], 400, "checksum_mismatch"),
+        ] {
+            let put = c.http.put(&url).body(body).send().await.unwrap().status();
+            if put.is_success() {
+                c.send(
+                    0,
+                    Method::POST,
+                    &format!("/recordings/{}/chunks/1/complete", rec.id),
+                    Some(&rec.token),
+                    None,
+                )
                 .await
-                .unwrap()
-                .is_none(),
-            "{}: oversized object was kept",
-            backend.name
-        );
+                .expect_error(status, code);
+            } else {
+                assert!(put.is_client_error(), "{}: {put}", backend.name);
+                refused_by_storage += 1;
+            }
+            let kept = app.state.recordings.store().head(&key).await.unwrap();
+            assert!(
+                kept.is_none(),
+                "{}: a refused object was kept",
+                backend.name
+            );
+        }
+        if !backend.name.starts_with("moto") {
+            assert_eq!(refused_by_storage, 2, "{}", backend.name);
+        }
+        assert_eq!(c.status(0, &rec).await["chunksReceived"], 0);
         c.presigned_chunk(0, &rec, 0, b"chunk zero".to_vec())
             .await
             .expect(200);
@@ -232,7 +271,9 @@ async fn bad_input_gets_clear_errors_and_harms_no_other_recording() {
             assert_eq!(body["error"]["code"], "invalid_seq", "seq {seq}");
         }
         for seq in [json!(-1), json!(1e30), json!(1.5), json!(100000)] {
-            c.grant(0, &rec, seq).await.expect_error(400, "invalid_seq");
+            c.grant(0, &rec, seq, 1)
+                .await
+                .expect_error(400, "invalid_seq");
         }
 
         // Request shape.
@@ -322,7 +363,7 @@ async fn bad_input_gets_clear_errors_and_harms_no_other_recording() {
         c.put_chunk(0, &rec, 3, fixture.chunks[3].clone())
             .await
             .expect_error(409, "recording_not_active");
-        c.grant(0, &rec, json!(3))
+        c.grant(0, &rec, json!(3), fixture.chunks[3].len())
             .await
             .expect_error(409, "recording_not_active");
         get(format!("/recordings/{}/download", rec.id), t)

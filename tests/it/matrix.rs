@@ -46,7 +46,7 @@ async fn every_route_refuses_every_wrong_credential_and_leaks_nothing() {
             (
                 Method::POST,
                 format!("/recordings/{id}/chunks"),
-                Some(json!({"seq": 1})),
+                Some(json!({"seq": 1, "size": 1})),
             ),
             (Method::PUT, format!("/recordings/{id}/chunks/1"), None),
             (

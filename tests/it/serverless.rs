@@ -247,7 +247,7 @@ async fn the_api_function_answers_http_api_events() {
             "POST",
             &format!("/recordings/{id}/chunks"),
             Some(token),
-            Some(json!({ "seq": 0 })),
+            Some(json!({ "seq": 0, "size": 1 })),
         )
         .await;
     assert_eq!(status, 200, "{grant}");
@@ -429,7 +429,7 @@ async fn serverless_flow_end_to_end() {
                 "POST",
                 &format!("/recordings/{id}/chunks"),
                 Some(token),
-                Some(json!({ "seq": seq })),
+                Some(json!({ "seq": seq, "size": chunk.len() })),
             )
             .await;
         assert_eq!(status, 200, "{grant}");

@@ -321,21 +321,21 @@ impl Client {
         .await
     }
 
-    /// `POST /recordings/{id}/chunks {"seq"}`: ask for a presigned upload URL.
-    pub async fn grant(&self, n: usize, rec: &Rec, seq: Value) -> Answer {
+    /// `POST /recordings/{id}/chunks {"seq", "size"}`: ask for a presigned upload URL.
+    pub async fn grant(&self, n: usize, rec: &Rec, seq: Value, size: usize) -> Answer {
         self.send(
             n,
             reqwest::Method::POST,
             &format!("/recordings/{}/chunks", rec.id),
             Some(&rec.token),
-            Some(json!({ "seq": seq })),
+            Some(json!({ "seq": seq, "size": size })),
         )
         .await
     }
 
     /// Upload through a presigned URL: grant, PUT straight to storage, confirm.
     pub async fn presigned_chunk(&self, n: usize, rec: &Rec, seq: u32, bytes: Vec<u8>) -> Answer {
-        let grant = self.grant(n, rec, json!(seq)).await;
+        let grant = self.grant(n, rec, json!(seq), bytes.len()).await;
         if grant.status != 200 {
             return grant;
         }

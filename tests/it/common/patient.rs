@@ -205,7 +205,7 @@ async fn record(
                     let grant = http
                         .post(format!("{base}/recordings/{id}/chunks"))
                         .bearer_auth(token)
-                        .json(&json!({ "seq": seq }));
+                        .json(&json!({ "seq": seq, "size": chunk.len() }));
                     let (status, grant) = answer(grant.send().await).await?;
                     assert_eq!(status, 200, "{what}: {grant}");
                     if let Some(url) = grant["uploadUrl"].as_str() {
