@@ -202,6 +202,7 @@ impl Config {
             max_recording_secs: quota_var(&var, "MAX_RECORDING_SECS")?,
             max_active_recordings: quota_var(&var, "MAX_ACTIVE_RECORDINGS")?
                 .map(|n| n.min(u64::from(u32::MAX)) as u32),
+            max_tenant_bytes: quota_var(&var, "MAX_TENANT_BYTES")?,
         };
         let url_signing_secret = var("URL_SIGNING_SECRET");
         if url_signing_secret.as_ref().is_some_and(|s| s.len() < 32) {

@@ -18,7 +18,7 @@ use tracing::info;
 use crate::coord::{Coordinator, Failure, RecordingMeta};
 use crate::domain::{
     ChunkDigest, ChunkHasher, Indexing, Metadata, ObjectKey, Owner, RecordingId, RecordingState,
-    TokenHash,
+    Tenant, TokenHash,
 };
 use crate::error::{Error, Result};
 use crate::queue::{MergeJob, MergeQueue};
@@ -36,6 +36,11 @@ const MERGE_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The lease a deletion takes to tell a merge in flight to stop: merges watch for it.
 pub fn cancel_lease(id: &RecordingId) -> String {
     format!("delete:{id}")
+}
+
+/// The tally of the bytes a tenant's recordings hold.
+fn tenant_bytes_tally(tenant: &Tenant) -> String {
+    format!("tenant-bytes:{}", tenant.key_part())
 }
 
 /// Chunk objects read at once when a recording is rebuilt.
@@ -283,6 +288,12 @@ impl Records {
     /// which merges watch) and none starts while this runs (the deleter holds `merge:{id}`).
     /// Deleting one that is gone does nothing.
     pub async fn delete(&self, id: &RecordingId) -> Result<()> {
+        // What it held, to take off its tenant's tally; an unreadable manifest is deleted all
+        // the same (the tally is counted again from the store when next lost).
+        let held = self.held_by(id).await.unwrap_or_else(|e| {
+            tracing::warn!(recording_id = %id, error = %e, "its bytes are not taken off its tenant's");
+            None
+        });
         let holder = format!("delete-{}", hex::encode(crate::domain::random_bytes::<8>()));
         let (cancel, merge) = (cancel_lease(id), format!("merge:{id}"));
         self.coord.lease(&cancel, &holder, DELETE_LEASE).await?;
@@ -301,7 +312,83 @@ impl Records {
         for lease in [&merge, &cancel] {
             self.coord.release(lease, &holder).await?;
         }
-        deleted.and(forgotten)
+        deleted.and(forgotten)?;
+        if let Some((tenant, bytes)) = held {
+            self.add_tenant_bytes(&tenant, -(bytes as i64)).await;
+        }
+        Ok(())
+    }
+
+    /// `MAX_TENANT_BYTES`: the bytes `tenant`'s recordings hold, kept as a tally in the
+    /// coordinator (one add per chunk stored, one subtraction per recording deleted). A tally
+    /// lost with the coordinator's state (a Redis without persistence, a restart of the
+    /// embedded server) is counted again from the store, once, by whoever needs it first.
+    pub async fn tenant_bytes(&self, tenant: &Tenant) -> Result<u64> {
+        let name = tenant_bytes_tally(tenant);
+        let held = match self.coord.tally(&name, 0).await? {
+            Some(held) => held,
+            None => {
+                let counted = self.count_tenant_bytes(tenant).await?;
+                info!(
+                    tenant = tenant.as_str(),
+                    bytes = counted,
+                    "tenant's bytes counted from the store"
+                );
+                self.coord.settle(&name, counted as i64).await?
+            }
+        };
+        Ok(held.max(0) as u64)
+    }
+
+    /// Count `delta` more bytes (fewer, when negative) held by `tenant`. A tally that is not
+    /// known is left so: it is counted from the store when next needed, and that count has
+    /// these bytes already.
+    pub async fn add_tenant_bytes(&self, tenant: &Tenant, delta: i64) {
+        if let Err(e) = self.coord.tally(&tenant_bytes_tally(tenant), delta).await {
+            tracing::warn!(tenant = tenant.as_str(), delta, error = %e, "tenant's bytes not counted");
+        }
+    }
+
+    /// What `tenant`'s recordings hold, from the store: each recording in its listing.
+    async fn count_tenant_bytes(&self, tenant: &Tenant) -> Result<u64> {
+        let prefix = ObjectKey::listing_prefix(&Owner {
+            tenant: tenant.clone(),
+            subject: None,
+        });
+        let listed = self.store.list(&prefix).await?;
+        let ids: Vec<RecordingId> = listed
+            .iter()
+            .filter_map(|l| ObjectKey::listed(l.key.strip_prefix(&prefix)?))
+            .collect();
+        let held: Vec<Option<(Tenant, u64)>> = futures::stream::iter(ids)
+            .map(|id| async move { self.held_by(&id).await })
+            .buffer_unordered(HEADS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        Ok(held.into_iter().flatten().map(|(_, bytes)| bytes).sum())
+    }
+
+    /// A recording's tenant and the bytes it holds: its bytes received, as the coordinator
+    /// has them, else as its manifest has them (a listing of its chunks while it takes
+    /// chunks, since its manifest is not written for each). `None` when it is gone.
+    async fn held_by(&self, id: &RecordingId) -> Result<Option<(Tenant, u64)>> {
+        if let Some(meta) = self.coord.meta(id).await? {
+            return Ok(Some((meta.owner.tenant, meta.bytes_received)));
+        }
+        let Some(meta) = self.read(id).await? else {
+            return Ok(None);
+        };
+        let bytes = if meta.state == RecordingState::Recording {
+            let listed = self.store.list(&ObjectKey::chunks_prefix(id)).await?;
+            listed
+                .iter()
+                .filter(|l| ObjectKey::parse(&l.key).is_ok_and(|k| k.chunk_index().is_some()))
+                .map(|l| l.size)
+                .sum()
+        } else {
+            meta.bytes_received
+        };
+        Ok(Some((meta.owner.tenant, bytes)))
     }
 
     async fn delete_objects(&self, id: &RecordingId) -> Result<()> {

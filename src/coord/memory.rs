@@ -20,6 +20,8 @@ pub struct MemoryCoordinator {
     leases: Mutex<HashMap<String, (String, Instant)>>,
     /// Counters: count and expiry, by name.
     counters: Mutex<HashMap<String, (u64, Instant)>>,
+    /// Tallies, by name.
+    tallies: Mutex<HashMap<String, i64>>,
     /// Rate limits: the theoretical arrival time (ms since the epoch), by key.
     rates: Mutex<HashMap<String, u64>>,
 }
@@ -320,6 +322,19 @@ impl Coordinator for MemoryCoordinator {
             leases.remove(name);
         }
         Ok(())
+    }
+
+    async fn tally(&self, name: &str, delta: i64) -> Result<Option<i64>> {
+        let mut tallies = self.tallies.lock().expect("tally lock poisoned");
+        Ok(tallies.get_mut(name).map(|t| {
+            *t += delta;
+            *t
+        }))
+    }
+
+    async fn settle(&self, name: &str, value: i64) -> Result<i64> {
+        let mut tallies = self.tallies.lock().expect("tally lock poisoned");
+        Ok(*tallies.entry(name.to_owned()).or_insert(value))
     }
 
     async fn throttle(&self, key: &str, rate: Rate) -> Result<Option<Duration>> {

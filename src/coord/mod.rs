@@ -207,6 +207,15 @@ pub trait Coordinator: Send + Sync + 'static {
     /// Add one to the counter `name` (which lasts `ttl` from its first count) and return it.
     async fn count(&self, name: &str, ttl: std::time::Duration) -> Result<u64>;
 
+    /// Add `delta` to the tally `name` and return it, while the tally is known; `None` when
+    /// it is not (never settled, or lost with the rest of this state), and then nothing is
+    /// added: whoever needs it [`settle`](Coordinator::settle)s it from the store.
+    async fn tally(&self, name: &str, delta: i64) -> Result<Option<i64>>;
+
+    /// Set the tally `name` to `value` unless it is known (another instance settled it
+    /// first), and return what it holds. Tallies do not expire.
+    async fn settle(&self, name: &str, value: i64) -> Result<i64>;
+
     /// Admit one request against the rate limit `key` ([`gcra`](crate::domain::gcra)):
     /// `None` when admitted, else how long until one would be.
     async fn throttle(&self, key: &str, rate: Rate) -> Result<Option<std::time::Duration>>;

@@ -191,6 +191,18 @@ redis.call('SET', KEYS[1], next, 'PX', next - now + 1000)
 return 0
 "#;
 
+/// KEYS: tally. ARGV: delta. Nil when the tally is not known.
+const TALLY: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+return redis.call('INCRBY', KEYS[1], ARGV[1])
+"#;
+
+/// KEYS: tally. ARGV: value, set unless known.
+const SETTLE: &str = r#"
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return tonumber(redis.call('GET', KEYS[1]))
+"#;
+
 /// KEYS: lease. ARGV: holder.
 const RELEASE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
@@ -211,6 +223,8 @@ pub struct RedisCoordinator {
     lease: Script,
     release: Script,
     throttle: Script,
+    tally: Script,
+    settle: Script,
 }
 
 struct Keys {
@@ -256,6 +270,8 @@ impl RedisCoordinator {
             lease: Script::new(LEASE),
             release: Script::new(RELEASE),
             throttle: Script::new(THROTTLE),
+            tally: Script::new(TALLY),
+            settle: Script::new(SETTLE),
         })
     }
 
@@ -679,6 +695,24 @@ impl Coordinator for RedisCoordinator {
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(n)
+    }
+
+    async fn tally(&self, name: &str, delta: i64) -> Result<Option<i64>> {
+        Ok(self
+            .tally
+            .key(format!("{}tally:{name}", self.prefix))
+            .arg(delta)
+            .invoke_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    async fn settle(&self, name: &str, value: i64) -> Result<i64> {
+        Ok(self
+            .settle
+            .key(format!("{}tally:{name}", self.prefix))
+            .arg(value)
+            .invoke_async(&mut self.conn.clone())
+            .await?)
     }
 
     async fn throttle(&self, key: &str, rate: Rate) -> Result<Option<Duration>> {

@@ -42,6 +42,8 @@ pub struct Limits {
     pub max_recording_secs: Option<u64>,
     /// `MAX_ACTIVE_RECORDINGS`: unfinished recordings per owner.
     pub max_active_recordings: Option<u32>,
+    /// `MAX_TENANT_BYTES`: the most a tenant's recordings may hold, together.
+    pub max_tenant_bytes: Option<u64>,
 }
 
 impl Default for Limits {
@@ -53,6 +55,7 @@ impl Default for Limits {
             max_recording_bytes: None,
             max_recording_secs: None,
             max_active_recordings: None,
+            max_tenant_bytes: None,
         }
     }
 }
@@ -259,15 +262,20 @@ impl Recordings {
         &self.notifier
     }
 
-    /// Count a committed chunk: the `chunkSaved` event. The chunk is stored whatever happens
-    /// here, so a failure to notify is logged, not returned.
+    /// Count a committed chunk of `size` bytes: its tenant's bytes and the `chunkSaved` event.
+    /// The chunk is stored whatever happens here, so a failure is logged, not returned.
     async fn chunk_saved(
         &self,
-        id: &RecordingId,
+        meta: &RecordingMeta,
         index: ChunkIndex,
+        size: u64,
         committed: Option<u64>,
     ) -> ChunkReceipt {
+        let id = &meta.id;
         if let Some(bytes_received) = committed {
+            self.records
+                .add_tenant_bytes(&meta.owner.tenant, size as i64)
+                .await;
             let kind = EventKind::ChunkSaved {
                 index: index.get(),
                 bytes_received,
@@ -397,7 +405,7 @@ impl Recordings {
         checksum: Option<&Sha256Checksum>,
     ) -> Result<ChunkReceipt> {
         self.check_size(body.len() as u64)?;
-        self.check_quota(meta, body.len() as u64)?;
+        self.check_quota(meta, body.len() as u64).await?;
         let digest = ChunkDigest::of(&body);
         if let Some(declared) = checksum {
             declared.check(&digest)?;
@@ -444,7 +452,8 @@ impl Recordings {
                     warn!(recording_id = %meta.id, error = %e, "manifest not updated");
                 }
             }
-            return Ok(self.chunk_saved(&meta.id, index, committed).await);
+            let size = digest.size;
+            return Ok(self.chunk_saved(meta, index, size, committed).await);
         }
         Err(Error::Coordination(format!(
             "{MAX_REUSED_INDICES} indices in a row were already stored"
@@ -464,7 +473,7 @@ impl Recordings {
         declared: &Declared,
     ) -> Result<UploadGrant> {
         self.check_size(declared.size)?;
-        self.check_quota(meta, declared.size)?;
+        self.check_quota(meta, declared.size).await?;
         let coord = self.coordinator();
         let stored = match &declared.sha256 {
             Some(sha256) => {
@@ -544,10 +553,11 @@ impl Recordings {
             .head(&key)
             .await?
             .ok_or(Error::ChunkNotUploaded { index: seq.get() })?;
-        if let Err(e) = self
-            .check_size(info.size)
-            .and_then(|()| self.check_quota(meta, info.size))
-        {
+        let checked = match self.check_size(info.size) {
+            Ok(()) => self.check_quota(meta, info.size).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = checked {
             // Refuse what a presigned PUT cannot: drop the object unless it is a stored chunk.
             if !self
                 .coordinator()
@@ -603,17 +613,17 @@ impl Recordings {
                 let committed = self
                     .rebuilding(&meta.id, || coord.commit(&meta.id, seq, &digest))
                     .await?;
-                self.chunk_saved(&meta.id, seq, committed).await
+                self.chunk_saved(meta, seq, digest.size, committed).await
             }
         };
         coord.release(&lease, &size).await?;
         Ok(receipt)
     }
 
-    /// A recording's quotas, before `incoming` more bytes: `MAX_RECORDING_SECS` since create and
-    /// `MAX_RECORDING_BYTES` in all. What is stored stays; the recording can still be stopped
-    /// and merged.
-    fn check_quota(&self, meta: &RecordingMeta, incoming: u64) -> Result<()> {
+    /// A recording's quotas, before `incoming` more bytes: `MAX_RECORDING_SECS` since create,
+    /// `MAX_RECORDING_BYTES` in all, and `MAX_TENANT_BYTES` across its tenant's recordings.
+    /// What is stored stays; the recording can still be stopped and merged.
+    async fn check_quota(&self, meta: &RecordingMeta, incoming: u64) -> Result<()> {
         let limits = self.limits();
         if let Some(secs) = limits.max_recording_secs
             && crate::coord::now_ms().saturating_sub(meta.created_at_ms) > secs * 1000
@@ -628,6 +638,14 @@ impl Recordings {
         {
             return Err(Error::QuotaExceeded {
                 quota: "MAX_RECORDING_BYTES",
+                limit: max,
+            });
+        }
+        if let Some(max) = limits.max_tenant_bytes
+            && self.records.tenant_bytes(&meta.owner.tenant).await? + incoming > max
+        {
+            return Err(Error::QuotaExceeded {
+                quota: "MAX_TENANT_BYTES",
                 limit: max,
             });
         }

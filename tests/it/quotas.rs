@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::common::fixtures::Recording;
 use crate::common::upload::{authed_ws, stored_sha256};
-use crate::common::{Answer, backends, spawn_app_with};
+use crate::common::{Answer, Client, Rec, backends, spawn_app_with};
 
 #[track_caller]
 fn over(answer: Answer, quota: &str) {
@@ -143,5 +143,112 @@ async fn an_owner_has_at_most_so_many_unfinished_recordings() {
             .expect(204);
         create("alice").await.expect(201);
         over(create("alice").await, "MAX_ACTIVE_RECORDINGS");
+    }
+}
+
+/// `MAX_TENANT_BYTES` across a tenant's recordings, on every path: another tenant is not held
+/// to it; the tally is counted again from the store when the coordinator's state is gone (a
+/// new instance on the same storage, with a Redis prefix or a memory of its own); a deleted
+/// recording's bytes are free again.
+#[tokio::test]
+async fn a_tenant_over_its_bytes_is_refused_across_recordings_and_restarts() {
+    let f = Recording::load("vp8-opus-ts1000");
+    let (acme, globex) = ("srk_tenant_acme", "srk_tenant_globex");
+    let sha = |k: &str| hex::encode(Sha256::digest(k.as_bytes()));
+    let keys = format!("acme={},globex={}", sha(acme), sha(globex));
+    // Two recordings of chunks 0 and 1, and one of chunk 0: chunk 1 more is over.
+    let limit = 2 * f.chunks[0].len() + f.chunks[1].len();
+    let limit = limit.to_string();
+    for backend in backends() {
+        let vars = [
+            ("AUTH_MODE", "api-key"),
+            ("API_KEYS", keys.as_str()),
+            ("MAX_TENANT_BYTES", limit.as_str()),
+        ];
+        let app = spawn_app_with(&backend, &vars).await;
+        let name = &backend.name;
+        let client = app.client();
+        let create = |client: &Client, key: &'static str| {
+            let body = json!({ "mimeType": f.mime_type, "owner": "alice" });
+            let client = client.clone();
+            async move {
+                let created = client
+                    .send(0, Method::POST, "/recordings", Some(key), Some(body))
+                    .await
+                    .expect(201);
+                Rec {
+                    id: created["recordingId"].as_str().unwrap().to_owned(),
+                    token: created["uploadToken"].as_str().unwrap().to_owned(),
+                }
+            }
+        };
+        let first = create(&client, acme).await;
+        let second = create(&client, acme).await;
+        for seq in 0..2 {
+            client
+                .put_chunk(0, &first, seq, f.chunks[seq as usize].clone())
+                .await
+                .expect(200);
+        }
+        client
+            .put_chunk(0, &second, 0, f.chunks[0].clone())
+            .await
+            .expect(200);
+        let next = f.chunks[1].clone();
+        over(
+            client.put_chunk(0, &second, 1, next.clone()).await,
+            "MAX_TENANT_BYTES",
+        );
+        over(
+            client.grant(0, &second, json!(1), next.len()).await,
+            "MAX_TENANT_BYTES",
+        );
+        // Another tenant has quota of its own.
+        let other = create(&client, globex).await;
+        for seq in 0..2 {
+            client
+                .put_chunk(0, &other, seq, f.chunks[seq as usize].clone())
+                .await
+                .expect(200);
+        }
+
+        // A new instance on the same storage, the coordinator's state gone with the old one.
+        let mut again: Vec<(&str, &str)> = vars.to_vec();
+        let fresh_prefix = format!("{}:", crate::common::unique("t"));
+        for key in ["STORAGE_DIR", "S3_BUCKET"] {
+            if let Some(value) = app.env.get(key) {
+                again.push((key, value));
+            }
+        }
+        if backend.redis_url.is_some() {
+            again.push(("REDIS_PREFIX", &fresh_prefix));
+        }
+        let restarted = spawn_app_with(&backend, &again).await;
+        let client = restarted.client();
+        over(
+            client.put_chunk(0, &second, 1, next.clone()).await,
+            "MAX_TENANT_BYTES",
+        );
+        assert_eq!(
+            client.status(0, &second).await["chunksReceived"],
+            1,
+            "{name}"
+        );
+        // Deleting a recording frees its bytes.
+        client
+            .send(
+                0,
+                Method::DELETE,
+                &format!("/recordings/{}", first.id),
+                Some(acme),
+                None,
+            )
+            .await
+            .expect(204);
+        client
+            .put_chunk(0, &second, 1, next.clone())
+            .await
+            .expect(200);
+        client.stop(0, &second, 2).await.expect(202);
     }
 }
