@@ -18,7 +18,7 @@ pub use owned::{DEFAULT_PAGE, MAX_PAGE, Page};
 use crate::auth::Auth;
 use crate::coord::{Claim, Coordinator, NewRecording, RecordingMeta, Slot, StateUpdate};
 use crate::domain::{
-    ChunkDigest, ChunkIndex, MediaType, Metadata, ObjectKey, Owner, Rate, RecordingId,
+    ChunkDigest, ChunkIndex, ChunkRecord, MediaType, Metadata, ObjectKey, Owner, Rate, RecordingId,
     RecordingState, Sha256Checksum, UploadToken,
 };
 use crate::error::{Error, Result};
@@ -106,6 +106,20 @@ pub struct UploadGrant {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
     pub already_stored: bool,
+}
+
+impl UploadGrant {
+    /// The answer for a chunk that is stored already: nothing to upload.
+    fn stored(index: ChunkIndex) -> Self {
+        Self {
+            index,
+            upload_url: None,
+            method: None,
+            headers: None,
+            expires_at: None,
+            already_stored: true,
+        }
+    }
 }
 
 /// The lease a grant that declares only a chunk's size takes on its index, held by the size
@@ -405,12 +419,21 @@ impl Recordings {
         checksum: Option<&Sha256Checksum>,
     ) -> Result<ChunkReceipt> {
         self.check_size(body.len() as u64)?;
-        self.check_quota(meta, body.len() as u64).await?;
         let digest = ChunkDigest::of(&body);
         if let Some(declared) = checksum {
             declared.check(&digest)?;
         }
         let slot = seq.map_or(Slot::Next, Slot::Seq);
+        if let Err(over) = self.check_quota(meta, digest.size).await {
+            // A retry of a chunk that is stored is a duplicate, not more bytes.
+            let index = self.stored_already(meta, slot, Some(&digest)).await?;
+            return index
+                .map(|index| ChunkReceipt {
+                    index,
+                    duplicate: true,
+                })
+                .ok_or(over);
+        }
         let coord = self.coordinator();
         // A handed-out index may already hold a chunk if the coordinator lost state: the
         // write never replaces one (`If-None-Match`). A seq is the client's, so other bytes
@@ -473,7 +496,19 @@ impl Recordings {
         declared: &Declared,
     ) -> Result<UploadGrant> {
         self.check_size(declared.size)?;
-        self.check_quota(meta, declared.size).await?;
+        if let Err(over) = self.check_quota(meta, declared.size).await {
+            let digest = declared.sha256.as_ref().map(|sha256| ChunkDigest {
+                sha256: sha256.hex(),
+                size: declared.size,
+            });
+            return match self
+                .stored_already(meta, Slot::Seq(seq), digest.as_ref())
+                .await?
+            {
+                Some(index) => Ok(UploadGrant::stored(index)),
+                None => Err(over),
+            };
+        }
         let coord = self.coordinator();
         let stored = match &declared.sha256 {
             Some(sha256) => {
@@ -504,14 +539,7 @@ impl Recordings {
             }
         };
         if stored {
-            return Ok(UploadGrant {
-                index: seq,
-                upload_url: None,
-                method: None,
-                headers: None,
-                expires_at: None,
-                already_stored: true,
-            });
+            return Ok(UploadGrant::stored(seq));
         }
         let op = Presign::Put {
             size: Some(declared.size),
@@ -558,16 +586,15 @@ impl Recordings {
             Err(e) => Err(e),
         };
         if let Err(e) = checked {
-            // Refuse what a presigned PUT cannot: drop the object unless it is a stored chunk.
-            if !self
-                .coordinator()
-                .chunks(&meta.id)
-                .await?
-                .get(&seq.get())
-                .is_some_and(|c| c.stored)
-            {
-                self.store().delete(&key).await?;
+            // A stored chunk confirmed again is a duplicate. Anything else is refused as a
+            // presigned PUT cannot refuse it: the object goes.
+            if let Some(index) = self.stored_already(meta, Slot::Seq(seq), None).await? {
+                return Ok(ChunkReceipt {
+                    index,
+                    duplicate: true,
+                });
             }
+            self.store().delete(&key).await?;
             return Err(e);
         }
         let body = read_all(self.store().as_ref(), &key, Some(info.size)).await?;
@@ -618,6 +645,26 @@ impl Recordings {
         };
         coord.release(&lease, &size).await?;
         Ok(receipt)
+    }
+
+    /// Where the chunk `slot` names is stored already: at `seq`, with `digest` when it is
+    /// known, or, for the next index, wherever `digest` is. So a retry at a quota's limit
+    /// gets its receipt again, not a refusal.
+    async fn stored_already(
+        &self,
+        meta: &RecordingMeta,
+        slot: Slot,
+        digest: Option<&ChunkDigest>,
+    ) -> Result<Option<ChunkIndex>> {
+        let chunks = self.coordinator().chunks(&meta.id).await?;
+        let same = |c: &ChunkRecord| c.stored && digest.is_none_or(|d| c.digest == *d);
+        Ok(match slot {
+            Slot::Seq(seq) => chunks.get(&seq.get()).is_some_and(same).then_some(seq),
+            Slot::Next => chunks
+                .iter()
+                .find(|(_, c)| same(c))
+                .map(|(i, _)| ChunkIndex::new(*i)),
+        })
     }
 
     /// A recording's quotas, before `incoming` more bytes: `MAX_RECORDING_SECS` since create,

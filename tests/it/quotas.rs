@@ -65,6 +65,29 @@ async fn a_recording_over_its_bytes_keeps_what_it_stored_on_every_path() {
                     assert_eq!(reply["error"]["quota"], "MAX_RECORDING_BYTES");
                 }
             }
+            // At the limit, a retry of a stored chunk is still a duplicate on every path.
+            let last = kept as u32 - 1;
+            let again = client
+                .put_chunk(0, &rec, last, f.chunks[kept - 1].clone())
+                .await
+                .expect(200);
+            assert_eq!(again["duplicate"], true, "{name} {path}: {again}");
+            let grant = client
+                .grant(0, &rec, json!(last), f.chunks[kept - 1].len())
+                .await
+                .expect(200);
+            assert_eq!(grant["alreadyStored"], true, "{name} {path}: {grant}");
+            let confirmed = client
+                .send(
+                    0,
+                    Method::POST,
+                    &format!("/recordings/{}/chunks/{last}/complete", rec.id),
+                    Some(&rec.token),
+                    None,
+                )
+                .await
+                .expect(200);
+            assert_eq!(confirmed["duplicate"], true, "{name} {path}: {confirmed}");
             let status = client.status(0, &rec).await;
             assert_eq!(status["chunksReceived"], kept, "{name} {path}: {status}");
             let store = app.state.recordings.store();
