@@ -24,6 +24,7 @@ use crate::service::Recordings;
 use crate::shutdown::{self, Shutdown, Trigger};
 use crate::store::{FsStore, ObjectStore, S3Store, UrlSigner};
 use crate::sweep::Sweeper;
+use crate::webhook::{MemoryOutbox, Outbox, RedisOutbox, Webhooks};
 
 /// Where this instance's merge workers take jobs from.
 pub enum Jobs {
@@ -80,11 +81,14 @@ impl Core {
             gateway,
             queue,
             jobs,
+            outbox,
         } = coordination(config, aws.as_ref()).await?;
+        let webhooks = Arc::new(Webhooks::new(config.webhooks.clone(), outbox));
         let records = Arc::new(Records::new(
             store.clone(),
             coord.clone(),
             queue,
+            webhooks,
             config.limits.clone(),
         ));
         let recordings = Arc::new(Recordings::new(
@@ -161,6 +165,7 @@ struct Coordination {
     gateway: Option<Arc<ApiGatewayNotifier>>,
     queue: Arc<dyn MergeQueue>,
     jobs: Jobs,
+    outbox: Arc<dyn Outbox>,
 }
 
 /// In process without Redis; with it, Redis for state, and the Redis Stream or SQS for merge
@@ -175,6 +180,7 @@ async fn coordination(config: &Config, aws: Option<&SdkConfig>) -> Result<Coordi
             gateway: None,
             queue: Arc::new(queue),
             jobs: Jobs::Local(rx),
+            outbox: Arc::new(MemoryOutbox::default()),
         });
     };
     let (prefix, ttl) = (&config.redis_prefix, config.recording_ttl);
@@ -211,8 +217,10 @@ async fn coordination(config: &Config, aws: Option<&SdkConfig>) -> Result<Coordi
             None,
         ),
     };
+    let coord = RedisCoordinator::connect(url, prefix, ttl).await?;
     Ok(Coordination {
-        coord: Arc::new(RedisCoordinator::connect(url, prefix, ttl).await?),
+        outbox: Arc::new(RedisOutbox::new(coord.connection(), prefix)),
+        coord: Arc::new(coord),
         notifier,
         gateway,
         queue,
@@ -234,6 +242,7 @@ pub struct App {
     pub jobs: Jobs,
     pub merger: Arc<Merger>,
     pub sweeper: Arc<Sweeper>,
+    pub webhooks: Arc<Webhooks>,
     trigger: Trigger,
     shutdown: Shutdown,
 }
@@ -246,6 +255,7 @@ impl App {
             grace: Duration::ZERO,
         };
         tokio::spawn(self.sweeper.clone().run(Shutdown::never().fired_owned()));
+        tokio::spawn(self.webhooks.clone().run(Shutdown::never()));
         tokio::spawn(workers_of(self.jobs, self.merger, workers, stopping));
         (self.state, self.router)
     }
@@ -270,6 +280,7 @@ impl App {
                 .run(self.shutdown.clone().fired_owned()),
         );
         let merging = tokio::spawn(workers_of(self.jobs, self.merger, workers, stopping));
+        let delivering = tokio::spawn(self.webhooks.clone().run(self.shutdown.clone()));
         let trigger = self.trigger;
         serve(listener, self.router, async move {
             signal.await;
@@ -282,6 +293,7 @@ impl App {
         .await?;
         let _ = merging.await;
         let _ = sweeping.await;
+        let _ = delivering.await;
         info!("stopped");
         Ok(())
     }
@@ -304,6 +316,7 @@ pub async fn build(config: &Config) -> Result<App> {
         router: router(core.state_until(shutdown.clone())),
         state: core.state_until(shutdown.clone()),
         sweeper: core.sweeper(),
+        webhooks: core.recordings.records().webhooks().clone(),
         jobs: core.jobs,
         merger,
         trigger,

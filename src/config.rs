@@ -1,6 +1,7 @@
 //! Configuration from environment variables, validated once at start-up. Every variable is
 //! documented in `.env.example`; a wrong value names the variable in its error.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use crate::http::guard::{Origins, TrustedProxies};
 use crate::service::{Limits, RateLimits};
 use crate::store::S3Settings;
 use crate::sweep::{Abandoned, SweepSettings};
+use crate::webhook::{Sender, WebhookSecret, WebhookSettings};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{var}: {message}")]
@@ -68,6 +70,8 @@ pub struct Config {
     pub rates: RateLimits,
     /// `TRUSTED_PROXIES`: whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
+    /// `WEBHOOK_*`: the app's server told of each change in a recording's life.
+    pub webhooks: WebhookSettings,
 }
 
 /// The serverless mode's adapters (both need `REDIS_URL`).
@@ -337,8 +341,86 @@ impl Config {
             },
             trusted_proxies: TrustedProxies::parse(&var("TRUSTED_PROXIES").unwrap_or_default())
                 .map_err(|message| err("TRUSTED_PROXIES", message))?,
+            webhooks: webhook_settings(&var)?,
         })
     }
+}
+
+/// `WEBHOOK_*`: endpoints, their secret and the retry schedule.
+fn webhook_settings(
+    var: &impl Fn(&'static str) -> Option<String>,
+) -> Result<WebhookSettings, ConfigError> {
+    let allow_private = parse(
+        var("WEBHOOK_ALLOW_PRIVATE"),
+        "false",
+        "WEBHOOK_ALLOW_PRIVATE",
+        parse_bool,
+    )?;
+    let url = |name: &'static str, v: &str| {
+        Sender::check_url(v.trim(), allow_private)
+            .map(|_| v.trim().to_owned())
+            .map_err(|message| ConfigError { var: name, message })
+    };
+    let mut tenant_urls = HashMap::new();
+    for entry in var("WEBHOOK_TENANT_URLS").unwrap_or_default().split(',') {
+        if entry.trim().is_empty() {
+            continue;
+        }
+        let (tenant, endpoint) = entry.split_once('=').ok_or_else(|| ConfigError {
+            var: "WEBHOOK_TENANT_URLS",
+            message: format!("{entry:?} is not tenant=url"),
+        })?;
+        tenant_urls.insert(
+            tenant.trim().to_owned(),
+            url("WEBHOOK_TENANT_URLS", endpoint)?,
+        );
+    }
+    let url = var("WEBHOOK_URL")
+        .map(|v| url("WEBHOOK_URL", &v))
+        .transpose()?;
+    let secret = var("WEBHOOK_SECRET")
+        .map(|v| WebhookSecret::parse(v.trim()))
+        .transpose()
+        .map_err(|message| ConfigError {
+            var: "WEBHOOK_SECRET",
+            message,
+        })?;
+    if secret.is_none() && (url.is_some() || !tenant_urls.is_empty()) {
+        return Err(ConfigError {
+            var: "WEBHOOK_SECRET",
+            message: format!(
+                "required with a webhook URL; a new one, for instance: {}",
+                WebhookSecret::generate()
+            ),
+        });
+    }
+    Ok(WebhookSettings {
+        url,
+        tenant_urls,
+        secret,
+        allow_private,
+        retry_min: Duration::from_millis(parse(
+            var("WEBHOOK_RETRY_MIN_MS"),
+            "5000",
+            "WEBHOOK_RETRY_MIN_MS",
+            |v| ranged(v, 1, 3_600_000),
+        )?),
+        retry_for: Duration::from_secs(parse(
+            var("WEBHOOK_RETRY_FOR_SECS"),
+            "86400",
+            "WEBHOOK_RETRY_FOR_SECS",
+            |v| ranged(v, 1, 7 * 86_400),
+        )?),
+        timeout: Duration::from_secs(parse(
+            var("WEBHOOK_TIMEOUT_SECS"),
+            "10",
+            "WEBHOOK_TIMEOUT_SECS",
+            |v| ranged(v, 1, 60),
+        )?),
+        workers: parse(var("WEBHOOK_WORKERS"), "4", "WEBHOOK_WORKERS", |v| {
+            ranged(v, 1, 64).map(|n| n as usize)
+        })?,
+    })
 }
 
 /// `AUTH_MODE` (`none`, `api-key`, `jwt`) and the variables each needs.

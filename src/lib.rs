@@ -3,7 +3,7 @@
 //! of stateless instances can serve one recording; a stop queues a merge.
 //!
 //! The crate is layered: [`domain`] (pure types and rules), ports with their adapters
-//! ([`store`], [`coord`], [`queue`]), the durable record kept in the store ([`records`]), the
+//! ([`store`], [`coord`], [`queue`], [`webhook`]), the durable record kept in the store ([`records`]), the
 //! use cases in [`service`], and thin transports
 //! ([`http`], and [`serverless`] for the Lambda functions). [`app`] wires them from a
 //! [`config::Config`].
@@ -27,5 +27,6 @@ pub mod shutdown;
 pub mod store;
 pub mod sweep;
 pub mod telemetry;
+pub mod webhook;
 
 pub use error::{Error, Result};

@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::queue::{MergeJob, MergeQueue};
 use crate::service::{Limits, StatusView};
 use crate::store::{ObjectInfo, ObjectStore, read_all};
+use crate::webhook::{WebhookType, Webhooks};
 
 /// The manifest's format: 2 added the millisecond timestamps, `salvage` and `limits`.
 const VERSION: u64 = 2;
@@ -114,6 +115,7 @@ pub struct Records {
     store: Arc<dyn ObjectStore>,
     coord: Arc<dyn Coordinator>,
     queue: Arc<dyn MergeQueue>,
+    webhooks: Arc<Webhooks>,
     limits: Limits,
 }
 
@@ -122,14 +124,21 @@ impl Records {
         store: Arc<dyn ObjectStore>,
         coord: Arc<dyn Coordinator>,
         queue: Arc<dyn MergeQueue>,
+        webhooks: Arc<Webhooks>,
         limits: Limits,
     ) -> Self {
         Self {
             store,
             coord,
             queue,
+            webhooks,
             limits,
         }
+    }
+
+    /// Where each change in a recording's life is announced to the app's server.
+    pub fn webhooks(&self) -> &Arc<Webhooks> {
+        &self.webhooks
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
@@ -288,9 +297,10 @@ impl Records {
     /// which merges watch) and none starts while this runs (the deleter holds `merge:{id}`).
     /// Deleting one that is gone does nothing.
     pub async fn delete(&self, id: &RecordingId) -> Result<()> {
-        // What it held, to take off its tenant's tally; an unreadable manifest is deleted all
-        // the same (the tally is counted again from the store when next lost).
-        let held = self.held_by(id).await.unwrap_or_else(|e| {
+        // As it was, to take its bytes off its tenant's tally and to announce; an unreadable
+        // manifest is deleted all the same (the tally is counted again from the store when
+        // next lost).
+        let last = self.last_known(id).await.unwrap_or_else(|e| {
             tracing::warn!(recording_id = %id, error = %e, "its bytes are not taken off its tenant's");
             None
         });
@@ -313,8 +323,11 @@ impl Records {
             self.coord.release(lease, &holder).await?;
         }
         deleted.and(forgotten)?;
-        if let Some((tenant, bytes)) = held {
-            self.add_tenant_bytes(&tenant, -(bytes as i64)).await;
+        if let Some(meta) = last {
+            let tenant = &meta.owner.tenant;
+            self.add_tenant_bytes(tenant, -(meta.bytes_received as i64))
+                .await;
+            self.webhooks.announce(WebhookType::Deleted, &meta).await;
         }
         Ok(())
     }
@@ -360,35 +373,33 @@ impl Records {
             .iter()
             .filter_map(|l| ObjectKey::listed(l.key.strip_prefix(&prefix)?))
             .collect();
-        let held: Vec<Option<(Tenant, u64)>> = futures::stream::iter(ids)
-            .map(|id| async move { self.held_by(&id).await })
+        let held: Vec<Option<RecordingMeta>> = futures::stream::iter(ids)
+            .map(|id| async move { self.last_known(&id).await })
             .buffer_unordered(HEADS_IN_FLIGHT)
             .try_collect()
             .await?;
-        Ok(held.into_iter().flatten().map(|(_, bytes)| bytes).sum())
+        Ok(held.into_iter().flatten().map(|m| m.bytes_received).sum())
     }
 
-    /// A recording's tenant and the bytes it holds: its bytes received, as the coordinator
-    /// has them, else as its manifest has them (a listing of its chunks while it takes
-    /// chunks, since its manifest is not written for each). `None` when it is gone.
-    async fn held_by(&self, id: &RecordingId) -> Result<Option<(Tenant, u64)>> {
+    /// A recording as last known, without restoring it: as the coordinator has it, else as
+    /// its manifest has it, with its bytes received from a listing of its chunks while it
+    /// takes chunks (its manifest is not written for each). `None` when it is gone.
+    async fn last_known(&self, id: &RecordingId) -> Result<Option<RecordingMeta>> {
         if let Some(meta) = self.coord.meta(id).await? {
-            return Ok(Some((meta.owner.tenant, meta.bytes_received)));
+            return Ok(Some(meta));
         }
-        let Some(meta) = self.read(id).await? else {
+        let Some(mut meta) = self.read(id).await? else {
             return Ok(None);
         };
-        let bytes = if meta.state == RecordingState::Recording {
+        if meta.state == RecordingState::Recording {
             let listed = self.store.list(&ObjectKey::chunks_prefix(id)).await?;
-            listed
+            meta.bytes_received = listed
                 .iter()
                 .filter(|l| ObjectKey::parse(&l.key).is_ok_and(|k| k.chunk_index().is_some()))
                 .map(|l| l.size)
-                .sum()
-        } else {
-            meta.bytes_received
-        };
-        Ok(Some((meta.owner.tenant, bytes)))
+                .sum();
+        }
+        Ok(Some(meta))
     }
 
     async fn delete_objects(&self, id: &RecordingId) -> Result<()> {

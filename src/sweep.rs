@@ -21,12 +21,13 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
-use crate::coord::{StateUpdate, now_ms};
+use crate::coord::{RecordingMeta, StateUpdate, now_ms};
 use crate::domain::{ObjectKey, RecordingId, RecordingState};
 use crate::error::Result;
 use crate::notify::{EventKind, Notifier};
 use crate::queue::MergeJob;
 use crate::records::Records;
+use crate::webhook::WebhookType;
 
 /// What becomes of an abandoned recording (`ABANDONED`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,7 +168,7 @@ impl Sweeper {
                     report.unfinished -= 1;
                 }
                 RecordingState::Recording if idle >= self.settings.abandon_after => {
-                    self.abandon(&id, report).await?;
+                    self.abandon(&meta, report).await?;
                 }
                 RecordingState::Stopping | RecordingState::Merging
                     if idle >= self.settings.stuck_after
@@ -189,14 +190,15 @@ impl Sweeper {
 
     /// A recording left unfinished: its chunks from 0 on are merged (`abandoned`), or it is
     /// deleted (`ABANDONED=delete`, or when it has no chunk 0).
-    async fn abandon(&self, id: &RecordingId, report: &mut SweepReport) -> Result<()> {
+    async fn abandon(&self, meta: &RecordingMeta, report: &mut SweepReport) -> Result<()> {
+        let id = &meta.id;
         let chunks = self.records.coordinator().chunks(id).await?;
         let count = (0..)
             .take_while(|i| chunks.get(i).is_some_and(|c| c.stored))
             .count() as u32;
         if self.settings.abandoned == Abandoned::Delete || count == 0 {
             info!(recording_id = %id, "abandoned; deleted");
-            self.announce(id, "delete", None).await;
+            self.announce(meta, "delete", None).await;
             self.records.delete(id).await?;
             report.abandoned_deleted += 1;
             return Ok(());
@@ -219,15 +221,19 @@ impl Sweeper {
             .await?;
         if stopped {
             info!(recording_id = %id, chunk_count = count, "abandoned; its chunks are merged");
-            self.records.record(id).await?;
-            self.announce(id, "merge", Some(count)).await;
+            let stopped = self.records.record(id).await?;
+            self.announce(&stopped, "merge", Some(count)).await;
             self.enqueue(id).await?;
             report.abandoned_merged += 1;
         }
         Ok(())
     }
 
-    async fn announce(&self, id: &RecordingId, action: &str, chunk_count: Option<u32>) {
+    /// Tell subscribers and the app's server.
+    async fn announce(&self, meta: &RecordingMeta, action: &str, chunk_count: Option<u32>) {
+        let id = &meta.id;
+        let webhooks = self.records.webhooks();
+        webhooks.announce(WebhookType::Abandoned, meta).await;
         let kind = EventKind::RecordingAbandoned {
             action: action.to_owned(),
             chunk_count,

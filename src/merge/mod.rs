@@ -24,15 +24,16 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 pub use self::ffmpeg::{Ffmpeg, Merged, OutputInfo, merge};
 pub use self::source::{ChunkSource, LocalChunks, StoredChunks};
 use self::upload::GrowingUpload;
-use crate::coord::{Coordinator, Failure, StateUpdate};
+use crate::coord::{Coordinator, Failure, RecordingMeta, StateUpdate};
 use crate::domain::{Container, ObjectKey, RecordingId, RecordingState};
 use crate::error::{Error, Result};
 use crate::notify::{EventKind, Notifier};
 use crate::queue::{Delivery, MergeJob, RedisQueue};
 use crate::records::Records;
-use crate::service::{download_url, rfc3339};
+use crate::service::{StatusView, download_url, rfc3339};
 use crate::shutdown::Shutdown;
 use crate::store::ObjectStore;
+use crate::webhook::WebhookType;
 
 #[derive(Clone, Debug)]
 pub struct MergeSettings {
@@ -221,8 +222,20 @@ impl Merger {
                     }
                 }
                 // The durable record first, then the news: whoever hears of it can read it.
-                self.record(id).await;
-                match download_url(self.store.as_ref(), id, &output, self.presign_ttl).await {
+                let recorded = self.record(id).await;
+                let url = download_url(self.store.as_ref(), id, &output, self.presign_ttl).await;
+                if let Some(ready) = recorded {
+                    let mut view = StatusView::of(&ready);
+                    if let Ok(url) = &url {
+                        view.download_url = Some(url.url.clone());
+                        view.expires_at = Some(rfc3339(url.expires_at));
+                    }
+                    let webhooks = self.records.webhooks();
+                    webhooks
+                        .announce_view(WebhookType::Ready, &ready.owner.tenant, &view)
+                        .await;
+                }
+                match url {
                     Ok(url) => {
                         let kind = EventKind::RecordingReady {
                             download_url: url.url,
@@ -333,7 +346,11 @@ impl Merger {
                     message: e.to_string(),
                 };
                 self.notify(id, kind).await;
-                break;
+                if let Some(failed) = self.record(id).await {
+                    let webhooks = self.records.webhooks();
+                    webhooks.announce(WebhookType::Failed, &failed).await;
+                }
+                return Ok(());
             }
         }
         self.record(id).await;
@@ -458,17 +475,18 @@ impl Merger {
 
     /// Write the durable manifest from the current state, and, once the recording is finished,
     /// remove its `active/` marker (the sweeper would, otherwise). A failure is logged.
-    async fn record(&self, id: &RecordingId) {
+    async fn record(&self, id: &RecordingId) -> Option<RecordingMeta> {
         let meta = match self.records.record(id).await {
             Ok(meta) => meta,
             Err(e) => {
                 warn!(recording_id = %id, error = %e, "manifest not updated");
-                return;
+                return None;
             }
         };
         if let Err(e) = self.records.finished(&meta).await {
             warn!(recording_id = %id, error = %e, "active markers not removed");
         }
+        Some(meta)
     }
 
     /// Delete a merged recording's chunks, unless they are kept.

@@ -26,6 +26,7 @@ use crate::notify::{EventKind, Notifier};
 use crate::queue::MergeJob;
 use crate::records::Records;
 use crate::store::{ObjectStore, Presign, PresignedUrl, read_all};
+use crate::webhook::WebhookType;
 
 /// Indices a chunk may find already stored before its write gives up (see `put_chunk`).
 const MAX_REUSED_INDICES: usize = 8;
@@ -343,7 +344,7 @@ impl Recordings {
             metadata,
         };
         self.coordinator().create(&new).await?;
-        self.records.record(&id).await?;
+        let created = self.records.record(&id).await?;
         // Found by the sweeper until it is finished (its merge removes it), and in the
         // listings until it is deleted.
         let mut markers = ObjectKey::actives(&new.owner, &id).to_vec();
@@ -354,6 +355,8 @@ impl Recordings {
                 .await?;
         }
         info!(recording_id = %id, mime_type = %media, tenant = new.owner.tenant.as_str(), "recording created");
+        let webhooks = self.records.webhooks();
+        webhooks.announce(WebhookType::Created, &created).await;
         Ok(Created {
             recording_id: id.to_string(),
             upload_token: token.as_str().to_owned(),
@@ -718,11 +721,15 @@ impl Recordings {
             .rebuilding(&meta.id, || coord.stop(&meta.id, count as u32))
             .await
         {
-            Ok(()) => {
-                if let Err(e) = self.write_manifest(&meta.id).await {
-                    warn!(recording_id = %meta.id, error = %e, "manifest not updated at stop");
+            Ok(()) => match self.records.record(&meta.id).await {
+                Ok(stopped) => {
+                    let webhooks = self.records.webhooks();
+                    webhooks.announce(WebhookType::Stopped, &stopped).await;
                 }
-            }
+                Err(e) => {
+                    warn!(recording_id = %meta.id, error = %e, "manifest not updated at stop")
+                }
+            },
             // The same stop again (a client retrying after a lost answer) is idempotent: it
             // answers the current status. While no worker has taken the merge yet, the job is
             // queued again, in case the first stop could not queue it; a job that runs twice
@@ -939,7 +946,14 @@ pub(crate) mod testing {
         let store: Arc<dyn ObjectStore> = Arc::new(fs_store(dir.path()).await);
         let coord: Arc<dyn Coordinator> = Arc::new(MemoryCoordinator::new());
         let notifier = Arc::new(Hub::new());
-        let records = Records::new(store.clone(), coord.clone(), queue, Limits::default());
+        let webhooks = Arc::new(crate::webhook::Webhooks::none());
+        let records = Records::new(
+            store.clone(),
+            coord.clone(),
+            queue,
+            webhooks,
+            Limits::default(),
+        );
         let recordings = Recordings::new(
             Arc::new(records),
             notifier.clone(),

@@ -17,4 +17,5 @@ mod quotas;
 mod restarts;
 mod serverless;
 mod sweep;
+mod webhooks;
 mod ws_client;

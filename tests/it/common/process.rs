@@ -79,6 +79,11 @@ impl Instance {
                 );
             }
         }
+        self.start_again().await;
+    }
+
+    /// Start it again on the same port, once it has stopped, and wait until it is ready.
+    pub async fn start_again(&mut self) {
         self.starts += 1;
         self.log = self
             .log_dir
