@@ -24,7 +24,7 @@ use crate::service::Recordings;
 use crate::shutdown::{self, Shutdown, Trigger};
 use crate::store::{FsStore, ObjectStore, S3Store, UrlSigner};
 use crate::sweep::Sweeper;
-use crate::webhook::{MemoryOutbox, Outbox, RedisOutbox, Webhooks};
+use crate::webhook::{MemoryOutbox, Outbox, RedisOutbox, SqsOutbox, Webhooks};
 
 /// Where this instance's merge workers take jobs from.
 pub enum Jobs {
@@ -130,6 +130,11 @@ impl Core {
         router(self.state())
     }
 
+    /// Where each change in a recording's life is announced to the app's server.
+    pub fn webhooks(&self) -> Arc<Webhooks> {
+        self.recordings.records().webhooks().clone()
+    }
+
     /// The sweeper, over the same record and notifier.
     pub fn sweeper(&self) -> Arc<Sweeper> {
         Arc::new(Sweeper::new(
@@ -218,8 +223,17 @@ async fn coordination(config: &Config, aws: Option<&SdkConfig>) -> Result<Coordi
         ),
     };
     let coord = RedisCoordinator::connect(url, prefix, ttl).await?;
+    let outbox: Arc<dyn Outbox> = match &serverless.webhook_queue_url {
+        Some(queue_url) => {
+            info!(%queue_url, "webhook outbox: SQS");
+            let sdk = aws.expect("loaded for SQS");
+            let endpoint = serverless.sqs_endpoint.as_deref();
+            Arc::new(SqsOutbox::new(sdk, queue_url, endpoint))
+        }
+        None => Arc::new(RedisOutbox::new(coord.connection(), prefix)),
+    };
     Ok(Coordination {
-        outbox: Arc::new(RedisOutbox::new(coord.connection(), prefix)),
+        outbox,
         coord: Arc::new(coord),
         notifier,
         gateway,
@@ -231,6 +245,7 @@ async fn coordination(config: &Config, aws: Option<&SdkConfig>) -> Result<Coordi
 fn uses_aws(config: &Config) -> bool {
     matches!(config.storage, StorageConfig::S3(_))
         || config.serverless.merge_queue_url.is_some()
+        || config.serverless.webhook_queue_url.is_some()
         || config.serverless.apigw_management_endpoint.is_some()
 }
 
@@ -316,7 +331,7 @@ pub async fn build(config: &Config) -> Result<App> {
         router: router(core.state_until(shutdown.clone())),
         state: core.state_until(shutdown.clone()),
         sweeper: core.sweeper(),
-        webhooks: core.recordings.records().webhooks().clone(),
+        webhooks: core.webhooks(),
         jobs: core.jobs,
         merger,
         trigger,

@@ -74,12 +74,15 @@ pub struct Config {
     pub webhooks: WebhookSettings,
 }
 
-/// The serverless mode's adapters (both need `REDIS_URL`).
+/// The serverless mode's adapters (each needs `REDIS_URL`).
 #[derive(Clone, Debug, Default)]
 pub struct ServerlessConfig {
     /// `MERGE_QUEUE_URL`: stop sends merge jobs to this SQS queue instead of the Redis Stream;
     /// the merge function consumes it.
     pub merge_queue_url: Option<String>,
+    /// `WEBHOOK_QUEUE_URL`: webhook deliveries wait in this SQS queue instead of Redis; the
+    /// merge function consumes it.
+    pub webhook_queue_url: Option<String>,
     /// `SQS_ENDPOINT`: another SQS endpoint (LocalStack).
     pub sqs_endpoint: Option<String>,
     /// `APIGW_MANAGEMENT_ENDPOINT`: events go to API Gateway WebSocket connections through this
@@ -255,11 +258,13 @@ impl Config {
         };
         let serverless = ServerlessConfig {
             merge_queue_url: url_var(&var, "MERGE_QUEUE_URL")?,
+            webhook_queue_url: url_var(&var, "WEBHOOK_QUEUE_URL")?,
             sqs_endpoint: url_var(&var, "SQS_ENDPOINT")?,
             apigw_management_endpoint: url_var(&var, "APIGW_MANAGEMENT_ENDPOINT")?,
         };
         for (name, set) in [
             ("MERGE_QUEUE_URL", serverless.merge_queue_url.is_some()),
+            ("WEBHOOK_QUEUE_URL", serverless.webhook_queue_url.is_some()),
             (
                 "APIGW_MANAGEMENT_ENDPOINT",
                 serverless.apigw_management_endpoint.is_some(),

@@ -1,7 +1,9 @@
-//! The merge function's events: an SQS batch from the merge queue's event source mapping, one
-//! job by asynchronous invoke, or the EventBridge schedule's event, which runs a sweep. Each job gets one delivery of [`Merger::deliver`], the retry
-//! policy every queue shares (an invoked job's deliveries are counted in the coordinator, since
-//! Lambda's own retries carry no count).
+//! The merge function's events: an SQS batch from the merge queue's or the webhook queue's event
+//! source mapping, one job by asynchronous invoke, or the EventBridge schedule's event, which
+//! runs a sweep. Each job gets one delivery of [`Merger::deliver`], the retry policy every queue
+//! shares (an invoked job's deliveries are counted in the coordinator, since Lambda's own
+//! retries carry no count). Each webhook message gets one attempt
+//! ([`Webhooks::deliver_queued`]), whose retry is a new message.
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::merge::Merger;
 use crate::queue::MergeJob;
 use crate::sweep::Sweeper;
+use crate::webhook::{Queued, Webhooks};
 
 /// What the merge function is invoked with.
 #[derive(Debug, Deserialize)]
@@ -34,11 +37,16 @@ pub struct Scheduled {
 pub struct MergeFunction {
     merger: Arc<Merger>,
     sweeper: Arc<Sweeper>,
+    webhooks: Arc<Webhooks>,
 }
 
 impl MergeFunction {
-    pub fn new(merger: Arc<Merger>, sweeper: Arc<Sweeper>) -> Self {
-        Self { merger, sweeper }
+    pub fn new(merger: Arc<Merger>, sweeper: Arc<Sweeper>, webhooks: Arc<Webhooks>) -> Self {
+        Self {
+            merger,
+            sweeper,
+            webhooks,
+        }
     }
 
     /// SQS: the messages to deliver again are reported as batch item failures (the mapping has
@@ -50,6 +58,19 @@ impl MergeFunction {
                 let mut response = SqsBatchResponse::default();
                 for message in batch.records {
                     let id = message.message_id.clone().unwrap_or_default();
+                    let queued = message
+                        .body
+                        .as_deref()
+                        .and_then(|b| serde_json::from_str::<Queued>(b).ok());
+                    if let Some(queued) = queued {
+                        if let Err(e) = self.webhooks.deliver_queued(queued).await {
+                            warn!(message_id = %id, error = %e, "webhook to be handed out again");
+                            let mut failure = BatchItemFailure::default();
+                            failure.item_identifier = id;
+                            response.batch_item_failures.push(failure);
+                        }
+                        continue;
+                    }
                     let job = message
                         .body
                         .as_deref()

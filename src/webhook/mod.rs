@@ -10,6 +10,7 @@
 mod outbox;
 mod send;
 mod sign;
+mod sqs;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,6 +24,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 pub use self::outbox::{Delivery, MemoryOutbox, Outbox, RedisOutbox};
 pub use self::send::{Attempt, Sender, is_public};
 pub use self::sign::WebhookSecret;
+pub use self::sqs::{Queued, SqsOutbox};
 use crate::coord::{RecordingMeta, now_ms};
 use crate::domain::Tenant;
 use crate::error::Result;
@@ -191,7 +193,7 @@ impl Webhooks {
     /// Deliver what is due, [`WebhookSettings::workers`] at once, until `shutdown`: a delivery
     /// in flight then finishes; the others wait in the outbox.
     pub async fn run(self: Arc<Self>, shutdown: Shutdown) {
-        if self.sender.is_none() {
+        if self.sender.is_none() || self.outbox.pushes() {
             return;
         }
         let workers = (0..self.settings.workers.max(1)).map(|_| {
@@ -206,8 +208,10 @@ impl Webhooks {
         while !shutdown.is_fired() {
             let wait = match self.outbox.take(now_ms(), lease).await {
                 Ok(Some(delivery)) => {
-                    let span = info_span!("webhook", recording_id = %delivery.recording_id, webhook_id = %delivery.id);
-                    self.attempt(delivery).instrument(span).await;
+                    if let Err(e) = self.deliver(delivery).await {
+                        // Still in the outbox, under its lease: tried again when that is over.
+                        warn!(error = %e, "webhook outbox not updated");
+                    }
                     continue;
                 }
                 Ok(None) => POLL,
@@ -220,9 +224,26 @@ impl Webhooks {
         }
     }
 
-    /// One attempt at `delivery`, and what follows from it.
-    async fn attempt(&self, mut delivery: Delivery) {
-        let sender = self.sender.as_ref().expect("workers run with a sender");
+    /// One message from the SQS outbox: an attempt if it is due, else sent on to wait. An
+    /// error leaves the message to SQS to hand out again.
+    pub async fn deliver_queued(&self, queued: Queued) -> Result<()> {
+        if queued.due_ms > now_ms() + 500 {
+            return self.outbox.put(&queued.webhook, queued.due_ms).await;
+        }
+        self.deliver(queued.webhook).await
+    }
+
+    /// One attempt at `delivery`, and what follows from it in the outbox: removed once
+    /// delivered or given up, put back for later otherwise. An error is the outbox's.
+    pub async fn deliver(&self, mut delivery: Delivery) -> Result<()> {
+        let span =
+            info_span!("webhook", recording_id = %delivery.recording_id, webhook_id = %delivery.id);
+        let Some(sender) = &self.sender else {
+            return self
+                .dead_letter(&delivery, "no WEBHOOK_SECRET")
+                .instrument(span)
+                .await;
+        };
         let timestamp = now_ms() / 1000;
         let attempt = sender
             .send(
@@ -231,34 +252,35 @@ impl Webhooks {
                 timestamp,
                 delivery.body.as_bytes(),
             )
+            .instrument(span.clone())
             .await;
         delivery.attempts += 1;
         let attempts = delivery.attempts;
-        let outcome = match attempt {
-            Attempt::Delivered => {
-                self.counts.delivered.fetch_add(1, Ordering::Relaxed);
-                info!(attempts, "webhook delivered");
-                self.outbox.remove(&delivery.id).await
-            }
-            Attempt::Refused(why) => self.dead_letter(&delivery, &why).await,
-            Attempt::Failed(why) => {
-                self.counts.failed.fetch_add(1, Ordering::Relaxed);
-                let jitter = f64::from(u32::from_le_bytes(crate::domain::random_bytes()))
-                    / f64::from(u32::MAX);
-                let wait = backoff(attempts, self.settings.retry_min, jitter);
-                let next = now_ms() + wait.as_millis() as u64;
-                if next > delivery.created_ms + self.settings.retry_for.as_millis() as u64 {
-                    self.dead_letter(&delivery, &why).await
-                } else {
-                    warn!(attempts, error = %why, retry_in_ms = wait.as_millis() as u64, "webhook not delivered; will retry");
-                    self.outbox.put(&delivery, next).await
+        async {
+            match attempt {
+                Attempt::Delivered => {
+                    self.counts.delivered.fetch_add(1, Ordering::Relaxed);
+                    info!(attempts, "webhook delivered");
+                    self.outbox.remove(&delivery.id).await
+                }
+                Attempt::Refused(why) => self.dead_letter(&delivery, &why).await,
+                Attempt::Failed(why) => {
+                    self.counts.failed.fetch_add(1, Ordering::Relaxed);
+                    let jitter = f64::from(u32::from_le_bytes(crate::domain::random_bytes()))
+                        / f64::from(u32::MAX);
+                    let wait = backoff(attempts, self.settings.retry_min, jitter);
+                    let next = now_ms() + wait.as_millis() as u64;
+                    if next > delivery.created_ms + self.settings.retry_for.as_millis() as u64 {
+                        self.dead_letter(&delivery, &why).await
+                    } else {
+                        warn!(attempts, error = %why, retry_in_ms = wait.as_millis() as u64, "webhook not delivered; will retry");
+                        self.outbox.put(&delivery, next).await
+                    }
                 }
             }
-        };
-        if let Err(e) = outcome {
-            // The outbox still has it, under its lease: it is tried again when that is over.
-            warn!(error = %e, "webhook outbox not updated");
         }
+        .instrument(span)
+        .await
     }
 
     async fn dead_letter(&self, delivery: &Delivery, why: &str) -> Result<()> {

@@ -41,6 +41,12 @@ pub trait Outbox: Send + Sync + 'static {
 
     /// Forget a delivery: it was delivered, or given up.
     async fn remove(&self, id: &str) -> Result<()>;
+
+    /// Whether its deliveries are handed to a consumer (SQS's event source mapping) rather
+    /// than taken by this process's workers.
+    fn pushes(&self) -> bool {
+        false
+    }
 }
 
 /// The embedded mode's outbox.

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use crate::common::apigw::ManagementApi;
 use crate::common::fixtures::Recording;
 use crate::common::media::{assert_matches_reference, reference};
+use crate::common::receiver::{Receiver, SECRET};
 use crate::common::{new_bucket, redis_url, s3_endpoints, unique};
 
 fn event(name: &str) -> Value {
@@ -136,11 +137,34 @@ struct Deployment {
     config: Config,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
+    /// With a receiver: the webhook queue.
+    webhook_queue_url: Option<String>,
     api: ManagementApi,
+}
+
+/// A new queue in LocalStack SQS.
+async fn new_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    sqs.create_queue()
+        .queue_name(unique(name))
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "CreateQueue: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(e)
+            )
+        })
+        .queue_url
+        .unwrap()
 }
 
 impl Deployment {
     async fn start() -> Option<Self> {
+        Self::start_with(None).await
+    }
+
+    /// With `receiver`: webhooks to it, through their own queue.
+    async fn start_with(receiver: Option<&Receiver>) -> Option<Self> {
         let redis = redis_url()?;
         let localstack = s3_endpoints()
             .into_iter()
@@ -153,20 +177,8 @@ impl Deployment {
                 .endpoint_url(&localstack)
                 .build(),
         );
-        let queue_url = sqs
-            .create_queue()
-            .queue_name(unique("merge"))
-            .send()
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "CreateQueue: {}",
-                    aws_sdk_sqs::error::DisplayErrorContext(e)
-                )
-            })
-            .queue_url
-            .unwrap();
-        let vars: HashMap<&str, String> = HashMap::from([
+        let queue_url = new_queue(&sqs, "merge").await;
+        let mut vars: HashMap<&str, String> = HashMap::from([
             ("STORAGE", "s3".into()),
             ("S3_BUCKET", new_bucket(&localstack).await),
             ("S3_ENDPOINT", localstack.clone()),
@@ -184,12 +196,27 @@ impl Deployment {
                     .to_string(),
             ),
             ("AWS_REGION", "us-east-1".into()),
+            // Faster than any browser sends: not what these tests are about.
+            ("RATE_LIMIT_REQUESTS_PER_SEC", "0".into()),
         ]);
+        let mut webhook_queue_url = None;
+        if let Some(receiver) = receiver {
+            let url = new_queue(&sqs, "webhooks").await;
+            vars.extend([
+                ("WEBHOOK_QUEUE_URL", url.clone()),
+                ("WEBHOOK_URL", receiver.url.clone()),
+                ("WEBHOOK_SECRET", SECRET.into()),
+                ("WEBHOOK_ALLOW_PRIVATE", "true".into()),
+                ("WEBHOOK_RETRY_MIN_MS", "1000".into()),
+            ]);
+            webhook_queue_url = Some(url);
+        }
         let config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
         Some(Self {
             config,
             sqs,
             queue_url,
+            webhook_queue_url,
             api,
         })
     }
@@ -201,11 +228,16 @@ impl Deployment {
 
     /// Wait for the merge job that stop sent.
     async fn receive_job(&self) -> MergeEvent {
+        self.receive(&self.queue_url).await
+    }
+
+    /// Wait for messages in `queue_url`, as the event source mapping hands them out.
+    async fn receive(&self, queue_url: &str) -> MergeEvent {
         for _ in 0..20 {
             let received = self
                 .sqs
                 .receive_message()
-                .queue_url(&self.queue_url)
+                .queue_url(queue_url)
                 .wait_time_seconds(1)
                 .message_system_attribute_names(
                     aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
@@ -217,7 +249,7 @@ impl Deployment {
                 return sqs_event(received.messages());
             }
         }
-        panic!("stop sent no merge job to SQS");
+        panic!("no message in {queue_url}");
     }
 }
 
@@ -409,7 +441,11 @@ async fn serverless_flow_end_to_end() {
         (d.function().await, d.function().await, d.function().await);
     let mut api = Api::new(&api_core);
     let ws = WsFunction::new(ws_core.recordings.clone(), ws_core.gateway.clone().unwrap());
-    let merge = MergeFunction::new(merge_core.merger().unwrap(), merge_core.sweeper());
+    let merge = MergeFunction::new(
+        merge_core.merger().unwrap(),
+        merge_core.sweeper(),
+        merge_core.webhooks(),
+    );
     let fixture = Recording::load("vp8-opus-ts1000");
     let http = reqwest::Client::new();
 
@@ -497,4 +533,39 @@ async fn serverless_flow_end_to_end() {
         recording_id: id.into(),
     });
     assert!(merge.handle(again).await.unwrap().is_none());
+}
+
+/// Webhooks when serverless: the api function's create queues the delivery in SQS, and the
+/// merge function, handed the message, makes the attempt; a failed one is a new message,
+/// delayed by the backoff, whose attempt carries the same `webhook-id`.
+#[tokio::test]
+async fn serverless_webhooks_wait_in_sqs_for_the_merge_function() {
+    let receiver = Receiver::start(1);
+    let Some(d) = Deployment::start_with(Some(&receiver)).await else {
+        return;
+    };
+    let webhooks = d.webhook_queue_url.clone().unwrap();
+    let (api_core, merge_core) = (d.function().await, d.function().await);
+    let mut api = Api::new(&api_core);
+    let merge = MergeFunction::new(
+        merge_core.merger().unwrap(),
+        merge_core.sweeper(),
+        merge_core.webhooks(),
+    );
+    let (id, _) = api.create("video/webm").await;
+    for attempt in 1..=2 {
+        let response = merge.handle(d.receive(&webhooks).await).await.unwrap();
+        assert!(response.unwrap().batch_item_failures.is_empty());
+        receiver
+            .until(Duration::from_secs(5), |r| r.len() == attempt)
+            .await;
+    }
+    let requests = receiver.requests();
+    let statuses: Vec<&Value> = requests.iter().map(|r| &r["status"]).collect();
+    assert_eq!(statuses, [500, 204], "{requests:#?}");
+    assert_eq!(requests[0]["id"], requests[1]["id"]);
+    assert!(requests.iter().all(|r| r["verified"] == true));
+    let event = &requests[1]["event"];
+    assert_eq!(event["type"], "recording.created");
+    assert_eq!(event["data"]["recordingId"], id.as_str());
 }

@@ -6,6 +6,7 @@ pub mod fixtures;
 pub mod media;
 pub mod patient;
 pub mod process;
+pub mod receiver;
 pub mod upload;
 
 use std::collections::HashMap;
