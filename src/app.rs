@@ -159,7 +159,6 @@ impl Core {
                 max_deliveries: merge.max_deliveries,
                 lease: merge.lease,
             },
-            self.config.limits.presign_ttl,
         )))
     }
 }

@@ -106,6 +106,8 @@ pub enum Error {
     ChunkCountMismatch { count: u32, beyond: Vec<u32> },
     #[error("recording is {state}, not ready for download")]
     NotReady { state: &'static str },
+    #[error("the recording has no poster (its video has no picture, or none could be cut)")]
+    NoPoster,
 
     // --- merge ---------------------------------------------------------------------------------
     #[error("chunk {index} was given twice")]
@@ -208,6 +210,7 @@ impl Error {
             UrlExpired => "url_expired",
             RangeNotSatisfiable { .. } => "range_not_satisfiable",
             NotFound => "not_found",
+            NoPoster => "no_poster",
             Storage(_) => "storage_unavailable",
             Coordination(_) => "coordination_unavailable",
             AuthUnavailable(_) => "auth_unavailable",
@@ -240,7 +243,7 @@ impl Error {
             }
             Forbidden(_) | QuotaExceeded { .. } => StatusCode::FORBIDDEN,
             InvalidSignature | UrlExpired => StatusCode::FORBIDDEN,
-            RecordingNotFound | NotFound => StatusCode::NOT_FOUND,
+            RecordingNotFound | NotFound | NoPoster => StatusCode::NOT_FOUND,
             UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ChunkTooLarge { .. } | BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,

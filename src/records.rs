@@ -22,8 +22,8 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 use crate::queue::{MergeJob, MergeQueue};
-use crate::service::{Limits, StatusView};
-use crate::store::{ObjectInfo, ObjectStore, read_all};
+use crate::service::{Limits, StatusView, rfc3339};
+use crate::store::{ObjectInfo, ObjectStore, Presign, PresignedUrl, read_all};
 use crate::webhook::{WebhookType, Webhooks};
 
 /// The manifest's format: 2 added the millisecond timestamps, `salvage` and `limits`.
@@ -155,6 +155,62 @@ impl Records {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// What clients see of a recording: its status, and once it is ready, fresh presigned URLs
+    /// of its video and its poster.
+    pub async fn view(&self, meta: &RecordingMeta) -> StatusView {
+        let mut view = StatusView::of(meta);
+        if meta.state != RecordingState::Ready {
+            return view;
+        }
+        match self.download(meta).await {
+            Ok(url) => {
+                view.download_url = Some(url.url);
+                view.expires_at = Some(rfc3339(url.expires_at));
+            }
+            Err(e) => tracing::warn!(recording_id = %meta.id, error = %e, "no download URL"),
+        }
+        match self.poster(meta).await {
+            Ok(url) => view.poster_url = Some(url.url),
+            Err(Error::NoPoster) => {}
+            Err(e) => tracing::warn!(recording_id = %meta.id, error = %e, "no poster URL"),
+        }
+        view
+    }
+
+    /// A presigned download of the merged video, as an attachment named
+    /// `recording-{id}.{ext}`.
+    pub async fn download(&self, meta: &RecordingMeta) -> Result<PresignedUrl> {
+        let output = ready_output(meta)?;
+        let key = output["key"]
+            .as_str()
+            .ok_or_else(|| Error::Internal("output has no key".into()))
+            .and_then(ObjectKey::parse)?;
+        let content_type = output["contentType"].as_str().unwrap_or("video/webm");
+        let ext = key.file_name().rsplit('.').next().unwrap_or("webm");
+        let file_name = format!("recording-{}.{ext}", meta.id);
+        let get = Presign::Get {
+            file_name: &file_name,
+            content_type,
+        };
+        let ttl = self.limits.presign_ttl;
+        self.store.presign(&key, get, ttl).await
+    }
+
+    /// A presigned GET of the merged video's poster; [`Error::NoPoster`] when it has none.
+    pub async fn poster(&self, meta: &RecordingMeta) -> Result<PresignedUrl> {
+        let output = ready_output(meta)?;
+        let Some(key) = output["poster"]["key"].as_str() else {
+            return Err(Error::NoPoster);
+        };
+        let file_name = format!("recording-{}.jpg", meta.id);
+        let get = Presign::Get {
+            file_name: &file_name,
+            content_type: "image/jpeg",
+        };
+        let ttl = self.limits.presign_ttl;
+        self.store.presign(&ObjectKey::parse(key)?, get, ttl).await
     }
 
     /// A recording's state: the coordinator's; when it has none, the record's (a finished
@@ -475,4 +531,17 @@ impl Records {
             .try_collect::<()>()
             .await
     }
+}
+
+/// The merge's description of a ready recording's output.
+fn ready_output(meta: &RecordingMeta) -> Result<Value> {
+    if meta.state != RecordingState::Ready {
+        return Err(Error::NotReady {
+            state: meta.state.as_str(),
+        });
+    }
+    meta.output
+        .as_deref()
+        .and_then(|o| serde_json::from_str(o).ok())
+        .ok_or_else(|| Error::Internal("ready recording has no output".into()))
 }

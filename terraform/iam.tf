@@ -134,17 +134,24 @@ data "aws_iam_policy_document" "api" {
     resources = [aws_kms_key.main.arn]
   }
 
+  # stop sends the merge job; a rebuild re-queues a stopped recording. (One statement: the
+  # provider refuses a document with two statements of the same Sid.)
   statement {
     sid       = "EnqueueMerge"
     actions   = ["sqs:SendMessage"]
     resources = [aws_sqs_queue.merge.arn]
   }
 
-  # The sweep re-queues stuck merges and abandoned recordings; a rebuild, a stopped recording.
-  statement {
-    sid       = "EnqueueMerge"
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.merge.arn]
+  # Webhook deliveries (recording.created, .stopped, ...) go to the webhook queue, when there
+  # is one (webhooks.tf): no statement at all otherwise.
+  dynamic "statement" {
+    for_each = aws_sqs_queue.webhooks
+
+    content {
+      sid       = "EnqueueWebhooks"
+      actions   = ["sqs:SendMessage"]
+      resources = [statement.value.arn]
+    }
   }
 }
 
@@ -181,6 +188,18 @@ data "aws_iam_policy_document" "ws" {
     sid       = "EnqueueMerge"
     actions   = ["sqs:SendMessage"]
     resources = [aws_sqs_queue.merge.arn]
+  }
+
+  # The events of a recording it rebuilds go out as webhook deliveries, when webhooks are
+  # configured (see api).
+  dynamic "statement" {
+    for_each = aws_sqs_queue.webhooks
+
+    content {
+      sid       = "EnqueueWebhooks"
+      actions   = ["sqs:SendMessage"]
+      resources = [statement.value.arn]
+    }
   }
 
   # The encrypted environment, and the SSE-KMS objects it reads or presigns.
@@ -258,5 +277,30 @@ data "aws_iam_policy_document" "merge" {
     sid       = "EnqueueMerge"
     actions   = ["sqs:SendMessage"]
     resources = [aws_sqs_queue.merge.arn]
+  }
+
+  # When webhooks are configured (webhooks.tf): the webhook queue's event source mapping reads
+  # and deletes with this role. No ChangeMessageVisibility: the mapping does not need it and
+  # the code does not call it on this queue (a message handed out early is sent on again).
+  dynamic "statement" {
+    for_each = aws_sqs_queue.webhooks
+
+    content {
+      sid       = "ConsumeWebhookQueue"
+      actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+      resources = [statement.value.arn]
+    }
+  }
+
+  # recording.ready/.failed, the sweep's .abandoned/.deleted, and every retry and every
+  # message sent on to wait longer than SQS's 900 s delay.
+  dynamic "statement" {
+    for_each = aws_sqs_queue.webhooks
+
+    content {
+      sid       = "EnqueueWebhooks"
+      actions   = ["sqs:SendMessage"]
+      resources = [statement.value.arn]
+    }
   }
 }

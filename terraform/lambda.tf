@@ -150,8 +150,11 @@ resource "aws_lambda_function" "fn" {
     }
   }
 
+  # local.webhook_env (webhooks.tf) is empty unless webhooks are configured. It and
+  # local.common_env stay out of local.functions: they hold sensitive values (WEBHOOK_SECRET,
+  # REDIS_URL), and for_each refuses a sensitive map.
   environment {
-    variables = merge(local.common_env, local.retention_env, each.value.env)
+    variables = merge(local.common_env, local.retention_env, local.webhook_env, each.value.env)
   }
 
   tracing_config {

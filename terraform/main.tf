@@ -11,8 +11,10 @@ locals {
 
   bucket_name = var.bucket_name != "" ? var.bucket_name : "${var.name_prefix}-recordings-${local.account_id}"
 
-  # Redis: created here (in the VPC) unless an external URL is given.
-  create_redis = var.redis_url == ""
+  # Redis: created here (in the VPC) unless an external URL is given. Whether one is given is
+  # no secret, but redis_url is sensitive and so would this be, and count/for_each refuse
+  # sensitive values ("Invalid for_each argument" on every plan).
+  create_redis = nonsensitive(var.redis_url == "")
   redis_url = (local.create_redis
     ? "rediss://:${random_password.redis_auth[0].result}@${aws_elasticache_replication_group.redis[0].primary_endpoint_address}:6379"
     : var.redis_url

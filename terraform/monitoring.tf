@@ -1,4 +1,5 @@
-# Alarms: failed merges (DLQ not empty, merge function errors) and API 5xx responses.
+# Alarms: failed merges (DLQ not empty, merge function errors), webhook deliveries the merge
+# function could not handle (their DLQ not empty, only with webhooks) and API 5xx responses.
 
 locals {
   # Every alarm fires on any non-zero value over five minutes; they differ only in the metric.
@@ -32,10 +33,23 @@ locals {
       statistic   = "Sum"
     }
   }
+
+  # Only with webhooks (webhooks.tf). Not an endpoint failing (the app retries those, then logs
+  # them as dead-lettered) but a message the merge function could not handle (its retry could
+  # not be queued) local.webhook_max_receive_count times.
+  webhook_alarms = local.webhooks_enabled ? {
+    webhooks-dlq-not-empty = {
+      description = "Webhook deliveries the merge function failed to handle ${local.webhook_max_receive_count} times are in the webhook dead-letter queue."
+      namespace   = "AWS/SQS"
+      metric      = "ApproximateNumberOfMessagesVisible"
+      dimensions  = { QueueName = aws_sqs_queue.webhooks_dlq[0].name }
+      statistic   = "Maximum"
+    }
+  } : {}
 }
 
 resource "aws_cloudwatch_metric_alarm" "this" {
-  for_each = local.alarms
+  for_each = merge(local.alarms, local.webhook_alarms)
 
   alarm_name          = "${var.name_prefix}-${each.key}"
   alarm_description   = each.value.description

@@ -32,3 +32,13 @@ output "function_names" {
   description = "Names of the api, ws and merge Lambda functions."
   value       = local.function_names
 }
+
+output "webhook_queue_url" {
+  description = "URL of the webhook delivery queue (WEBHOOK_QUEUE_URL); null when no webhook endpoint is configured."
+  value       = one(aws_sqs_queue.webhooks[*].url)
+}
+
+output "webhook_dlq_url" {
+  description = "URL of the webhook dead-letter queue (messages the merge function could not handle); null without webhooks."
+  value       = one(aws_sqs_queue.webhooks_dlq[*].id)
+}

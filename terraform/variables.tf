@@ -427,3 +427,74 @@ variable "manage_apigateway_account" {
   type        = bool
   default     = true
 }
+
+# --- webhooks (webhooks.tf) -----------------------------------------------------------------
+# An endpoint (webhook_url or webhook_tenant_urls) creates the webhook queue and wires it to all
+# three functions; none leaves webhooks off and creates nothing. Beyond the shape checked here,
+# the functions check the URLs at start (and refuse to start on a bad one), so a plan that
+# passes these validations can still deploy functions that fail: mind WEBHOOK_ALLOW_PRIVATE.
+
+variable "webhook_url" {
+  description = "The app's webhook endpoint (WEBHOOK_URL): every change in a recording's life is POSTed there, signed with webhook_secret. Empty (and webhook_tenant_urls empty): no webhooks."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.webhook_url == "" || can(regex("^https?://[^/?#\\s]+([/?#]\\S*)?$", var.webhook_url))
+    error_message = "webhook_url must be empty or an http:// or https:// URL without spaces."
+  }
+}
+
+variable "webhook_tenant_urls" {
+  description = "Tenants' own webhook endpoints (WEBHOOK_TENANT_URLS): comma-separated tenant=url, e.g. \"acme=https://acme.example.com/hooks,globex=https://globex.example.com/hooks\"; a tenant not listed gets webhook_url. Empty: none."
+  type        = string
+  default     = ""
+
+  validation {
+    condition = alltrue([
+      for entry in split(",", var.webhook_tenant_urls) :
+      trimspace(entry) == "" || can(regex("^\\s*[^=\\s][^=]*=\\s*https?://[^/?#\\s]+([/?#]\\S*)?\\s*$", entry))
+    ])
+    error_message = "webhook_tenant_urls must be empty or comma-separated tenant=url entries, each url http:// or https:// (a comma cannot appear inside a url)."
+  }
+}
+
+variable "webhook_secret" {
+  description = "Signing secret of the webhooks (WEBHOOK_SECRET): whsec_ and the standard, padded base64 of at least 24 random bytes, e.g. \"whsec_$(openssl rand -base64 32)\". Required with webhook_url or webhook_tenant_urls. It lands in the functions' (KMS-encrypted) environment and in the Terraform state; pass it as TF_VAR_webhook_secret rather than in a file."
+  type        = string
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.webhook_secret == "" || startswith(var.webhook_secret, "whsec_")
+    error_message = "webhook_secret must start with whsec_ (followed by the base64 of the key), e.g. \"whsec_$(openssl rand -base64 32)\"."
+  }
+
+  validation {
+    # What the functions accept (WebhookSecret::parse): base64 with its padding, decoding to 24
+    # bytes or more (3 per 4 characters, less one per "="). A conditional, not ||: older
+    # Terraform evaluates both sides of ||.
+    condition = var.webhook_secret == "" ? true : (
+      can(regex("^whsec_([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$", var.webhook_secret))
+      && length(trimprefix(var.webhook_secret, "whsec_")) / 4 * 3 - length(regex("=*$", var.webhook_secret)) >= 24
+    )
+    error_message = "After whsec_, webhook_secret must be standard base64 with its = padding, of a key of at least 24 bytes (32 characters or more), e.g. \"whsec_$(openssl rand -base64 32)\"."
+  }
+}
+
+variable "webhook_allow_private" {
+  description = "Let webhook deliveries go to loopback, link-local, private and other non-public addresses (WEBHOOK_ALLOW_PRIVATE), for a receiver on your own network. Off, such an address is refused, whether in the URL or what its name resolves to."
+  type        = bool
+  default     = false
+}
+
+variable "webhook_max_concurrency" {
+  description = "Most merge function instances the webhook queue's event source mapping runs at once; they come out of the merge function's concurrency (reserved_concurrency.merge when set), next to merge_max_concurrency."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.webhook_max_concurrency >= 2 && var.webhook_max_concurrency <= 1000 && floor(var.webhook_max_concurrency) == var.webhook_max_concurrency
+    error_message = "webhook_max_concurrency must be a whole number between 2 and 1000 (the SQS event source mapping limits)."
+  }
+}

@@ -19,6 +19,7 @@ const TENANTS: &str = "tenants/";
 /// chunks/{id}/{index:08}
 /// recordings/{id}/manifest.json
 /// recordings/{id}/output.{webm|mkv|mp4}
+/// recordings/{id}/poster.jpg
 /// active/{id}
 /// tenants/{tenant}/all/{rev}-{id}              (rev: u64::MAX - the id's ms, 16 hex digits;
 /// tenants/{tenant}/owners/{owner}/{rev}-{id}    tenant, owner: hashes of their names)
@@ -120,6 +121,11 @@ impl ObjectKey {
         Self(format!("{PREFIX}{id}/output.{}", container.extension()))
     }
 
+    /// The merged video's poster image.
+    pub fn poster(id: &RecordingId) -> Self {
+        Self(format!("{PREFIX}{id}/poster.jpg"))
+    }
+
     /// Parse a key that arrived from outside (a signed file URL). Anything that is not one of the
     /// shapes above is refused, so no `..`, no absolute path and no stray file name gets through.
     pub fn parse(s: &str) -> Result<Self> {
@@ -141,6 +147,8 @@ impl ObjectKey {
             Self::chunk(&id, ChunkIndex::new(n))
         } else if tail == "manifest.json" {
             Self::manifest(&id)
+        } else if tail == "poster.jpg" {
+            Self::poster(&id)
         } else if let Some(ext) = tail.strip_prefix("output.") {
             Self::output(&id, Container::from_extension(ext).ok_or(Error::NotFound)?)
         } else {
@@ -231,6 +239,7 @@ mod tests {
             k,
             ObjectKey::manifest(&id()),
             ObjectKey::output(&id(), Container::Mp4),
+            ObjectKey::poster(&id()),
             ObjectKey::active(&id()),
         ] {
             assert_eq!(ObjectKey::parse(key.as_str()).unwrap(), key);

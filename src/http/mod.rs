@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/recordings/{id}/stop", post(recordings::stop))
         .route("/recordings/{id}/merge", post(recordings::merge))
         .route("/recordings/{id}/download", get(recordings::download))
+        .route("/recordings/{id}/poster", get(recordings::poster))
         .route(
             "/files/{*key}",
             get(files::get).put(files::put).layer(files_policy),

@@ -276,11 +276,42 @@ pub async fn download(
     target: Target,
     Bearer(credential): Bearer,
 ) -> Result<Response> {
+    redirect(&app, &target, credential, Asset::Video).await
+}
+
+/// `GET /recordings/{id}/poster`: 302 to a presigned URL of the merged video's JPEG poster.
+#[instrument(skip_all, fields(recording_id = %target.id))]
+pub async fn poster(
+    State(app): State<AppState>,
+    target: Target,
+    Bearer(credential): Bearer,
+) -> Result<Response> {
+    redirect(&app, &target, credential, Asset::Poster).await
+}
+
+/// What of a ready recording a redirect goes to.
+enum Asset {
+    Video,
+    Poster,
+}
+
+/// A 302 to a presigned URL of `asset`, which the JSON body also gives (`downloadUrl` or
+/// `posterUrl`), with its expiry.
+async fn redirect(
+    app: &AppState,
+    target: &Target,
+    credential: Option<String>,
+    asset: Asset,
+) -> Result<Response> {
     let meta = app
         .recordings
         .access(&target.id, credential.as_deref())
         .await?;
-    let url = app.recordings.download(&meta).await?;
-    let body = Json(json!({ "downloadUrl": url.url, "expiresAt": rfc3339(url.expires_at) }));
-    Ok((StatusCode::FOUND, [(LOCATION, url.url.clone())], body).into_response())
+    let records = app.recordings.records();
+    let (field, url) = match asset {
+        Asset::Video => ("downloadUrl", records.download(&meta).await?),
+        Asset::Poster => ("posterUrl", records.poster(&meta).await?),
+    };
+    let body = Json(json!({ field: url.url, "expiresAt": rfc3339(url.expires_at) }));
+    Ok((StatusCode::FOUND, [(LOCATION, url.url)], body).into_response())
 }

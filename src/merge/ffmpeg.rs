@@ -89,7 +89,7 @@ impl Ffmpeg {
         &self.path
     }
 
-    fn command(&self) -> Command {
+    pub(super) fn command(&self) -> Command {
         let mut cmd = Command::new(&self.path);
         cmd.args(["-hide_banner", "-nostdin"])
             .stdin(Stdio::null())

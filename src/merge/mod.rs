@@ -8,6 +8,7 @@
 pub mod ffmpeg;
 pub mod frames;
 pub mod plan;
+pub mod poster;
 pub mod salvage;
 pub mod source;
 mod upload;
@@ -30,7 +31,6 @@ use crate::error::{Error, Result};
 use crate::notify::{EventKind, Notifier};
 use crate::queue::{Delivery, MergeJob, RedisQueue};
 use crate::records::Records;
-use crate::service::{StatusView, download_url, rfc3339};
 use crate::shutdown::Shutdown;
 use crate::store::ObjectStore;
 use crate::webhook::WebhookType;
@@ -77,8 +77,6 @@ pub struct Merger {
     coord: Arc<dyn Coordinator>,
     notifier: Arc<dyn Notifier>,
     settings: MergeSettings,
-    /// Lifetime of the download URL in `recordingReady`.
-    presign_ttl: Duration,
 }
 
 impl Merger {
@@ -86,7 +84,6 @@ impl Merger {
         records: Arc<Records>,
         notifier: Arc<dyn Notifier>,
         settings: MergeSettings,
-        presign_ttl: Duration,
     ) -> Self {
         Self {
             holder: hex::encode(crate::domain::random_bytes::<8>()),
@@ -95,7 +92,6 @@ impl Merger {
             records,
             notifier,
             settings,
-            presign_ttl,
         }
     }
 
@@ -222,34 +218,34 @@ impl Merger {
                     }
                 }
                 // The durable record first, then the news: whoever hears of it can read it.
-                let recorded = self.record(id).await;
-                let url = download_url(self.store.as_ref(), id, &output, self.presign_ttl).await;
-                if let Some(ready) = recorded {
-                    let mut view = StatusView::of(&ready);
-                    if let Ok(url) = &url {
-                        view.download_url = Some(url.url.clone());
-                        view.expires_at = Some(rfc3339(url.expires_at));
-                    }
+                let ready = match self.record(id).await {
+                    Some(ready) => Some(ready),
+                    // Not recorded in the store (the sweeper will): ready all the same.
+                    None => self.coord.meta(id).await.ok().flatten(),
+                };
+                if let Some(ready) = ready {
+                    let view = self.records.view(&ready).await;
                     let webhooks = self.records.webhooks();
                     webhooks
                         .announce_view(WebhookType::Ready, &ready.owner.tenant, &view)
                         .await;
-                }
-                match url {
-                    Ok(url) => {
-                        let kind = EventKind::RecordingReady {
-                            download_url: url.url,
-                            expires_at: rfc3339(url.expires_at),
-                            duration_s: output["durationS"].as_f64().unwrap_or_default(),
-                            size_bytes: output["sizeBytes"].as_u64().unwrap_or_default(),
-                            container: output["container"].as_str().unwrap_or_default().into(),
-                            salvaged: output["salvaged"].as_bool().unwrap_or(false),
-                            lost: output.get("lost").cloned(),
-                            abandoned: meta.abandoned,
-                        };
-                        self.notify(id, kind).await;
+                    match (view.download_url, view.expires_at) {
+                        (Some(download_url), Some(expires_at)) => {
+                            let kind = EventKind::RecordingReady {
+                                download_url,
+                                poster_url: view.poster_url,
+                                expires_at,
+                                duration_s: output["durationS"].as_f64().unwrap_or_default(),
+                                size_bytes: output["sizeBytes"].as_u64().unwrap_or_default(),
+                                container: output["container"].as_str().unwrap_or_default().into(),
+                                salvaged: view.salvaged,
+                                lost: view.lost,
+                                abandoned: meta.abandoned,
+                            };
+                            self.notify(id, kind).await;
+                        }
+                        _ => warn!(recording_id = %id, "no download URL to announce"),
                     }
-                    Err(e) => warn!(recording_id = %id, error = %e, "no download URL to announce"),
                 }
                 self.remove_chunks(id).await;
                 info!(recording_id = %id, output = %output, "recording ready");
@@ -426,12 +422,21 @@ impl Merger {
             }
         };
         let remuxed_s = started.elapsed().as_secs_f64();
-        // Check while the last parts go up; complete only if the output is whole.
-        let (info, upload) = tokio::join!(
-            ffmpeg::describe(ffmpeg, &out, container, layout, &remuxed),
-            upload.finish()
-        );
-        let info = match (info, upload) {
+        // Check while the last parts go up (and cut the poster from the file while it is
+        // here); complete only if the output is whole.
+        let described = async {
+            let info = ffmpeg::describe(ffmpeg, &out, container, layout, &remuxed).await?;
+            let poster = match info.video_frames {
+                0 => None,
+                _ => {
+                    self.cut_poster(id, &out, info.duration_s, work.path())
+                        .await
+                }
+            };
+            Ok((info, poster))
+        };
+        let (info, upload) = tokio::join!(described, upload.finish());
+        let (info, poster) = match (info, upload) {
             (Ok(info), Ok(upload)) => {
                 // Every part is sent and checked: the files go now, so that the merge does not
                 // hold the output's disk space and page cache while the store assembles it.
@@ -463,7 +468,41 @@ impl Merger {
         );
         let mut output = serde_json::to_value(&info).expect("serializable");
         output["key"] = json!(key.as_str());
+        if let Some((poster, jpeg)) = poster {
+            let poster_key = ObjectKey::poster(id);
+            match self.store.put(&poster_key, jpeg, "image/jpeg").await {
+                Ok(()) => {
+                    output["poster"] = json!({
+                        "key": poster_key.as_str(),
+                        "width": poster.width,
+                        "height": poster.height,
+                    });
+                }
+                Err(e) => warn!(recording_id = %id, error = %e, "poster not stored"),
+            }
+        }
         Ok(output)
+    }
+
+    /// The poster of the merged video `out`, read into memory: `None` (and a warning) if none
+    /// could be cut, which leaves the recording without one but does not fail it.
+    async fn cut_poster(
+        &self,
+        id: &RecordingId,
+        out: &std::path::Path,
+        duration_s: f64,
+        dir: &std::path::Path,
+    ) -> Option<(poster::Poster, bytes::Bytes)> {
+        let cut = async {
+            let poster = poster::extract(&self.settings.ffmpeg, out, duration_s, dir).await?;
+            let jpeg = tokio::fs::read(&poster.path)
+                .await
+                .map_err(|e| Error::Storage(format!("{}: {e}", poster.path.display())))?;
+            Ok::<_, Error>((poster, bytes::Bytes::from(jpeg)))
+        };
+        cut.await
+            .inspect_err(|e| warn!(recording_id = %id, error = %e, "no poster"))
+            .ok()
     }
 
     /// After success: the durable manifest, and the chunks removed unless kept. Idempotent, so
@@ -701,12 +740,7 @@ mod tests {
             max_deliveries: 3,
             lease: Duration::from_secs(60),
         };
-        let merger = Merger::new(
-            f.recordings.records().clone(),
-            f.notifier.clone(),
-            settings,
-            Duration::from_secs(60),
-        );
+        let merger = Merger::new(f.recordings.records().clone(), f.notifier.clone(), settings);
         assert_eq!(merger.run(&id).await.unwrap(), Outcome::AlreadyDone);
         for i in 0..3 {
             let key = ObjectKey::chunk(&id, ChunkIndex::new(i));

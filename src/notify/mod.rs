@@ -38,6 +38,9 @@ pub enum EventKind {
     },
     RecordingReady {
         download_url: String,
+        /// The video's JPEG poster, when it has one; it expires with `download_url`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        poster_url: Option<String>,
         expires_at: String,
         duration_s: f64,
         size_bytes: u64,

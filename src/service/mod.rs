@@ -168,6 +168,10 @@ pub struct StatusView {
     /// client that polls needs no redirect.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub download_url: Option<String>,
+    /// Once ready, when the video has a picture: a presigned URL of its JPEG poster (what
+    /// `GET …/poster` redirects to). It expires with `downloadUrl`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poster_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
 }
@@ -205,6 +209,7 @@ impl StatusView {
             metadata: (!meta.metadata.is_empty()).then(|| meta.metadata.to_json()),
             output,
             download_url: None,
+            poster_url: None,
             expires_at: None,
         }
     }
@@ -838,42 +843,9 @@ impl Recordings {
         Ok(self.view(&meta).await)
     }
 
-    /// What clients see of a recording; once it is ready, with a fresh download URL.
+    /// What clients see of a recording (see [`Records::view`]).
     pub async fn view(&self, meta: &RecordingMeta) -> StatusView {
-        let mut view = StatusView::of(meta);
-        if meta.state == RecordingState::Ready {
-            match self.download(meta).await {
-                Ok(url) => {
-                    view.download_url = Some(url.url);
-                    view.expires_at = Some(rfc3339(url.expires_at));
-                }
-                Err(e) => {
-                    warn!(recording_id = %meta.id, error = %e, "no download URL for the status")
-                }
-            }
-        }
-        view
-    }
-
-    /// A presigned download URL for the merged video.
-    pub async fn download(&self, meta: &RecordingMeta) -> Result<PresignedUrl> {
-        if meta.state != RecordingState::Ready {
-            return Err(Error::NotReady {
-                state: meta.state.as_str(),
-            });
-        }
-        let output: serde_json::Value = meta
-            .output
-            .as_deref()
-            .and_then(|o| serde_json::from_str(o).ok())
-            .ok_or_else(|| Error::Internal("ready recording has no output".into()))?;
-        download_url(
-            self.store().as_ref(),
-            &meta.id,
-            &output,
-            self.limits().presign_ttl,
-        )
-        .await
+        self.records.view(meta).await
     }
 
     pub async fn write_manifest(&self, id: &RecordingId) -> Result<()> {
@@ -885,33 +857,6 @@ impl Recordings {
         self.coordinator().ping().await?;
         self.store().ping().await
     }
-}
-
-/// A presigned GET of a recording's output (described by the merge's output JSON), served as
-/// an attachment named `recording-{id}.{ext}`.
-pub async fn download_url(
-    store: &dyn ObjectStore,
-    id: &RecordingId,
-    output: &serde_json::Value,
-    ttl: Duration,
-) -> Result<PresignedUrl> {
-    let key = output["key"]
-        .as_str()
-        .ok_or_else(|| Error::Internal("output has no key".into()))
-        .and_then(ObjectKey::parse)?;
-    let content_type = output["contentType"].as_str().unwrap_or("video/webm");
-    let ext = key.file_name().rsplit('.').next().unwrap_or("webm");
-    let file_name = format!("recording-{id}.{ext}");
-    store
-        .presign(
-            &key,
-            Presign::Get {
-                file_name: &file_name,
-                content_type,
-            },
-            ttl,
-        )
-        .await
 }
 
 /// An embedded service on a temporary directory, for unit tests.

@@ -183,10 +183,11 @@ mod tests {
         let lease = Duration::from_millis(1000);
         assert_eq!(outbox.take(10, lease).await.unwrap(), None);
         assert_eq!(outbox.take(100, lease).await.unwrap().unwrap().id, "b");
-        assert_eq!(outbox.take(100, lease).await.unwrap().unwrap().id, "a");
-        assert_eq!(outbox.take(100, lease).await.unwrap(), None);
-        // A lease over: taken again.
+        assert_eq!(outbox.take(200, lease).await.unwrap().unwrap().id, "a");
+        assert_eq!(outbox.take(200, lease).await.unwrap(), None);
+        // A lease over (b's at 1100, a's at 1200): taken again.
         assert_eq!(outbox.take(1100, lease).await.unwrap().unwrap().id, "b");
+        assert_eq!(outbox.take(1100, lease).await.unwrap(), None);
         outbox.remove("a").await.unwrap();
         outbox.remove("b").await.unwrap();
         assert_eq!(outbox.take(10_000, lease).await.unwrap(), None);

@@ -25,6 +25,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/recordings/01m8pt9m250m2ga1850m2ga185/stop"),
     ("POST", "/recordings/01m8pt9m250m2ga1850m2ga185/merge"),
     ("GET", "/recordings/01m8pt9m250m2ga1850m2ga185/download"),
+    ("GET", "/recordings/01m8pt9m250m2ga1850m2ga185/poster"),
     ("PUT", "/files/chunks/01m8pt9m250m2ga1850m2ga185/00000000"),
     ("GET", "/openapi.json"),
 ];

@@ -42,6 +42,7 @@ async fn every_route_refuses_every_wrong_credential_and_leaks_nothing() {
         let routes: Vec<(Method, String, Option<Value>)> = vec![
             (Method::GET, format!("/recordings/{id}"), None),
             (Method::GET, format!("/recordings/{id}/download"), None),
+            (Method::GET, format!("/recordings/{id}/poster"), None),
             (Method::DELETE, format!("/recordings/{id}"), None),
             (
                 Method::POST,

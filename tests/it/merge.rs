@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use reqwest::Method;
 use serde_json::Value;
 
 use crate::common::fixtures::Recording;
-use crate::common::media::{Probe, assert_matches_reference, reference};
+use crate::common::media::{Probe, assert_matches_reference, assert_poster, reference};
 use crate::common::upload::{Path as Route, Plan, upload};
 use crate::common::{Client, Rec, backends, spawn_app_with};
 
@@ -475,6 +476,32 @@ async fn every_fixture_becomes_a_downloadable_seekable_video_on_every_backend() 
             );
             let manifest = app.manifest(&rec).await;
             assert_eq!(manifest["recording"]["status"], "ready", "{label}");
+            // Its poster, from the status and from the redirect.
+            let poster = client
+                .send(
+                    0,
+                    Method::GET,
+                    &format!("/recordings/{}/poster", rec.id),
+                    Some(&rec.token),
+                    None,
+                )
+                .await
+                .expect(302);
+            let url = status["posterUrl"].as_str().expect("a posterUrl");
+            for url in [url, poster["posterUrl"].as_str().unwrap()] {
+                let jpeg = client.http.get(url).send().await.unwrap();
+                assert_eq!(jpeg.status(), 200, "{label}: {url}");
+                let file = dir
+                    .path()
+                    .join(format!("{}-{}.jpg", backend.name, fixture.name));
+                std::fs::write(&file, jpeg.bytes().await.unwrap()).unwrap();
+                let size = (
+                    output["width"].as_u64().unwrap(),
+                    output["height"].as_u64().unwrap(),
+                );
+                assert_poster(&file, size, &label);
+            }
+            assert_eq!(output["poster"]["width"], output["width"], "{label}");
         }
     }
 }

@@ -81,10 +81,9 @@ async fn every_change_reaches_the_app_once_signed_as_standard_webhooks() {
             })
             .await;
         let ready = about(&requests, &rec, "recording.ready")[0];
-        assert!(
-            ready["event"]["data"]["downloadUrl"].is_string(),
-            "{name}: {ready}"
-        );
+        for url in ["downloadUrl", "posterUrl"] {
+            assert!(ready["event"]["data"][url].is_string(), "{name}: {ready}");
+        }
         assert_eq!(ready["event"]["data"]["status"], "ready", "{name}");
         client
             .send(

@@ -145,3 +145,51 @@ fn moov_before_mdat(bytes: &[u8]) -> bool {
     }
     false
 }
+
+/// A poster is a JPEG that Debian's ffmpeg decodes whole, as wide as the video up to 1280 px,
+/// with the video's proportions.
+pub fn assert_poster(jpeg: &Path, video: (u64, u64), label: &str) {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+        ])
+        .args(["-of", "json"])
+        .arg(jpeg)
+        .output()
+        .expect("running ffprobe (Debian's ffmpeg package)");
+    assert!(
+        out.status.success(),
+        "{label}: poster: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stream = &v["streams"][0];
+    assert_eq!(
+        stream["codec_name"], "mjpeg",
+        "{label}: poster is not a JPEG: {v}"
+    );
+    let (w, h) = (
+        stream["width"].as_u64().unwrap(),
+        stream["height"].as_u64().unwrap(),
+    );
+    assert_eq!(w, video.0.min(1280), "{label}: poster width");
+    let expected_h = video.1 as f64 * w as f64 / video.0 as f64;
+    assert!(
+        (h as f64 - expected_h).abs() <= 1.0,
+        "{label}: poster {w}x{h}, video {video:?}"
+    );
+    let decoded = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(jpeg)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        decoded.status.success() && decoded.stderr.is_empty(),
+        "{label}: poster does not decode cleanly: {}",
+        String::from_utf8_lossy(&decoded.stderr)
+    );
+}
