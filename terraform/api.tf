@@ -12,6 +12,7 @@ locals {
     "POST /recordings/{id}/stop",
     "POST /recordings/{id}/merge",
     "GET /recordings/{id}/download",
+    "GET /recordings/{id}/poster",
     "GET /healthz",
     "GET /readyz",
     "GET /openapi.json",

@@ -190,8 +190,8 @@ data "aws_iam_policy_document" "ws" {
     resources = [aws_sqs_queue.merge.arn]
   }
 
-  # The events of a recording it rebuilds go out as webhook deliveries, when webhooks are
-  # configured (see api).
+  # It builds the same recording service as api, whose events go out as webhook deliveries,
+  # when webhooks are configured (see api).
   dynamic "statement" {
     for_each = aws_sqs_queue.webhooks
 

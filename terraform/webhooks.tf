@@ -24,8 +24,9 @@ locals {
   # by new messages for WEBHOOK_RETRY_FOR_SECS, and then dead-lettered by the app (the log).
   webhook_max_receive_count = 5
 
-  # Every function changes recordings (api: create, stop, a rebuild; ws: a rebuild; merge: the
-  # merge's outcome and the sweep), so every one emits events: the same settings for all three.
+  # Every function may emit events (api: created, stopped; merge: ready, failed, and the sweep's
+  # abandoned and deleted; ws builds the same recording service as api): the same settings for
+  # all three.
   # An empty one is left out (the code reads an empty variable as unset anyway), so the
   # functions' environment shows what is configured and nothing else; WEBHOOK_ALLOW_PRIVATE
   # only when true, false being the code's default. WEBHOOK_SECRET makes this local (and the

@@ -29,6 +29,7 @@ HTTP_ROUTES = {
     "POST /recordings/{id}/stop",
     "POST /recordings/{id}/merge",
     "GET /recordings/{id}/download",
+    "GET /recordings/{id}/poster",
     "GET /healthz",
     "GET /readyz",
     "GET /openapi.json",
@@ -250,7 +251,8 @@ class TerraformWiring(unittest.TestCase):
         normalised."""
         fn = self.fn_resource()
         variables = norm(str(self.attr(block_list(fn["environment"])[0], "variables")))
-        self.assertEqual(variables.replace(" ", ""), "merge(local.common_env,local.retention_env,each.value.env)")
+        self.assertEqual(variables.replace(" ", ""),
+                         "merge(local.common_env,local.retention_env,local.webhook_env,each.value.env)")
         merged = dict(self.local("common_env"))
         own = value(self.settings(name)["env"])
         self.assertIsInstance(own, dict, f"{name}: env is not a literal object")
@@ -314,6 +316,23 @@ class TerraformWiring(unittest.TestCase):
 
     def actions(self, function):
         return set().union(*(a for _, a, _ in self.statements(function)))
+
+    def dynamic_statements(self, function):
+        """(document, for_each, sid, actions, resources) of every dynamic "statement" block in the
+        function's policy (statements() has the static ones)."""
+        out = []
+        for name, doc in self.policy_docs(function):
+            for dyn in block_list(doc.get("dynamic", [])):
+                for st in block_list(dyn.get("statement", [])):
+                    for content in block_list(st.get("content", [])):
+                        out.append((
+                            name,
+                            self.ref(st, "for_each"),
+                            unwrap(content.get("sid")),
+                            set(strings(content.get("actions", []))),
+                            [norm(r) for r in strings(content.get("resources", []))],
+                        ))
+        return out
 
     # the tests
 
@@ -550,14 +569,16 @@ class TerraformWiring(unittest.TestCase):
         env = self.env("merge")
         self.assertEqual(env["FFMPEG_PATH"], "/opt/bin/ffmpeg")
         self.assertEqual(env["MERGE_WORK_DIR"], "/tmp")
+        # Two mappings feed merge: the merge queue's and (webhooks.tf) the webhook queue's.
         mappings = [
             b
             for b in self.res["aws_lambda_event_source_mapping"].values()
             if self.ref(b, "function_name").startswith("aws_lambda_function.fn[merge].")
+            and self.ref(b, "event_source_arn") == "aws_sqs_queue.merge.arn"
         ]
-        self.assertEqual(len(mappings), 1, "merge needs exactly one event source mapping")
+        self.assertEqual(len(mappings), 1, "merge needs exactly one event source mapping on the merge queue")
         esm = mappings[0]
-        self.assertEqual(self.ref(esm, "event_source_arn"), "aws_sqs_queue.merge.arn")
+        self.assertNotIn("count", esm, "the merge queue's mapping always exists")
         self.assertEqual(self.number(self.attr(esm, "batch_size")), 1)
         self.assertIn("ReportBatchItemFailures", set(strings(esm["function_response_types"])))
 
@@ -706,11 +727,139 @@ class TerraformWiring(unittest.TestCase):
             example = {k: unwrap(v) for k, v in hcl2.load(fh).items() if not k.startswith("__")}
         self.assertEqual(set(example) - set(self.vars), set(), "the example sets undeclared variables")
         self.assertNotIn("recording_retention_days", example, "replaced by retention_days")
+        self.assertNotIn("webhook_secret", example, "the secret stays out of tfvars files (TF_VAR_webhook_secret)")
         for name in ("retention_days", "sweep_schedule", "abandon_after_secs", "abandoned"):
             self.assertIn(name, example)
         self.assertIn(example["abandoned"], ("merge", "delete"))
         # The lifecycle precondition (s3.tf).
         self.assertLessEqual(example["abandon_after_secs"] + 3600, example["chunk_retention_days"] * 86400)
+
+    # webhooks (webhooks.tf): a queue, its DLQ and a second mapping to merge, only when an
+    # endpoint is configured
+
+    WEBHOOKS_COUNT = "local.webhooks_enabled ? 1 : 0"
+
+    def test_webhooks_enabled_by_an_endpoint(self):
+        self.assertEqual(norm(str(self.local("webhooks_enabled"))),
+                         'var.webhook_url != "" || var.webhook_tenant_urls != ""'.replace('"', ""))
+        for typ, name in (("aws_sqs_queue", "webhooks"), ("aws_sqs_queue", "webhooks_dlq"),
+                          ("aws_sqs_queue_redrive_allow_policy", "webhooks_dlq"),
+                          ("aws_lambda_event_source_mapping", "webhooks")):
+            with self.subTest(resource=f"{typ}.{name}"):
+                self.assertEqual(self.ref(self.res[typ][name], "count"), self.WEBHOOKS_COUNT)
+
+    def test_webhook_queue(self):
+        q = self.res["aws_sqs_queue"]["webhooks"]
+        self.assertIs(self.attr(q, "sqs_managed_sse_enabled"), True)
+        self.assertIs(self.attr(self.res["aws_sqs_queue"]["webhooks_dlq"], "sqs_managed_sse_enabled"), True)
+        # The merge function consumes it: at least its timeout (Lambda refuses less), 6x by
+        # AWS's rule for SQS event sources.
+        merge_timeout = self.number(value(self.settings("merge")["timeout"]))
+        self.assertGreaterEqual(self.number(self.attr(q, "visibility_timeout_seconds")), 6 * merge_timeout)
+        self.assertGreaterEqual(self.number(self.attr(q, "message_retention_seconds")), 4 * 86400)
+        # SendMessage's DelaySeconds (up to 900) is per message; a queue delay would add to it.
+        self.assertEqual(self.number(q.get("delay_seconds", [0])[0]), 0)
+        redrive = norm(" ".join(strings(q["redrive_policy"])))
+        self.assertIn("aws_sqs_queue.webhooks_dlq[0].arn", redrive)
+        m = re.search(r"maxReceiveCount\W+local\.(\w+)", redrive)
+        self.assertTrue(m, f"maxReceiveCount: {redrive}")
+        self.assertTrue(1 <= self.number(self.local(m.group(1))) <= 10)
+        # The plan fails, rather than the functions at start, when an endpoint has no secret.
+        conditions = [norm(self.attr(p, "condition"))
+                      for lb in block_list(q.get("lifecycle", [])) for p in block_list(lb.get("precondition", []))]
+        self.assertTrue(any("var.webhook_secret" in c for c in conditions), "no precondition requires webhook_secret")
+
+    def test_webhook_mapping_to_merge(self):
+        esm = self.res["aws_lambda_event_source_mapping"]["webhooks"]
+        self.assertEqual(self.ref(esm, "event_source_arn"), "aws_sqs_queue.webhooks[0].arn")
+        self.assertEqual(self.ref(esm, "function_name"), "aws_lambda_function.fn[merge].arn")
+        self.assertEqual(set(strings(esm["function_response_types"])), {"ReportBatchItemFailures"})
+        # Attempts are made one after another within the merge function's timeout.
+        self.assertTrue(1 <= self.number(self.attr(esm, "batch_size")) <= 10)
+        scaling = block_list(esm.get("scaling_config", []))
+        self.assertTrue(scaling, "the webhook mapping needs its own concurrency cap")
+        self.assertEqual(self.ref(scaling[0], "maximum_concurrency"), "var.webhook_max_concurrency")
+        deps = {norm(d) for d in strings(esm.get("depends_on", []))}
+        self.assertIn("aws_iam_role_policy.fn", deps, "the role must read the queue before the mapping exists")
+
+    def test_webhook_env_reaches_every_function(self):
+        # Not norm(): it drops the braces the objects are made of (see retention_env).
+        env = re.sub(r"[\s'\"\\]", "", str(self.local("webhook_env")))
+        env = re.sub(r"\$\{([^{}]*)\}", r"\1", env)
+        if env.startswith("${") and env.endswith("}"):
+            env = env[2:-1]
+        self.assertTrue(env.startswith("local.webhooks_enabled?merge("), env)
+        self.assertTrue(env.endswith(":{}"), "no webhook variable without webhooks")
+        self.assertIn("{WEBHOOK_QUEUE_URL:aws_sqs_queue.webhooks[0].url}", env)
+        # Each only when set.
+        for name, var in (("WEBHOOK_SECRET", "webhook_secret"), ("WEBHOOK_URL", "webhook_url"),
+                          ("WEBHOOK_TENANT_URLS", "webhook_tenant_urls")):
+            self.assertIn(f"var.{var}==?{{}}:{{{name}:var.{var}}}", env)
+        self.assertIn("var.webhook_allow_private?{WEBHOOK_ALLOW_PRIVATE:true}:{}", env)
+        # Not in local.functions (for_each refuses the sensitive secret) nor in common_env.
+        for name in FUNCTIONS:
+            with self.subTest(function=name):
+                self.assertFalse([k for k in self.env(name) if k.startswith("WEBHOOK_")])
+
+    def test_webhook_grants(self):
+        send = ("EnqueueWebhooks", {"sqs:SendMessage"})
+        consume = ("ConsumeWebhookQueue", {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"})
+        # Every function emits events; only merge consumes the queue.
+        expected = {"api": [send], "ws": [send], "merge": [consume, send]}
+        for function, grants in expected.items():
+            with self.subTest(function=function):
+                dynamic = self.dynamic_statements(function)
+                self.assertEqual(sorted((sid, sorted(a)) for _, _, sid, a, _ in dynamic),
+                                 sorted((sid, sorted(a)) for sid, a in grants))
+                for doc, for_each, sid, _, resources in dynamic:
+                    self.assertEqual(for_each, "aws_sqs_queue.webhooks", f"{doc}.{sid}: only with the queue")
+                    self.assertEqual(resources, ["statement.value.arn"], f"{doc}.{sid}")
+
+    def test_policy_sids_unique(self):
+        # The provider refuses a document with two statements of one Sid (at apply: the
+        # documents depend on resources the plan creates), merged documents included.
+        for function in FUNCTIONS:
+            with self.subTest(function=function):
+                sids = [unwrap(st["sid"]) for _, doc in self.policy_docs(function)
+                        for st in block_list(doc.get("statement", [])) if "sid" in st]
+                sids += [sid for _, _, sid, _, _ in self.dynamic_statements(function) if sid]
+                self.assertEqual(sorted(sids), sorted(set(sids)), f"{function}: duplicate Sid")
+
+    def test_webhook_variables(self):
+        for name, default in (("webhook_url", ""), ("webhook_secret", ""), ("webhook_tenant_urls", ""),
+                              ("webhook_allow_private", False)):
+            with self.subTest(variable=name):
+                self.assertIn(name, self.vars)
+                self.assertEqual(unwrap(self.vars[name]["default"]), default)
+        self.assertIs(unwrap(self.vars["webhook_secret"]["sensitive"]), True)
+        self.assertEqual(norm(str(unwrap(self.vars["webhook_allow_private"]["type"]))), "bool")
+        for name in ("webhook_url", "webhook_tenant_urls", "webhook_secret", "webhook_max_concurrency"):
+            self.assertIn("validation", self.vars[name], f"{name} needs a validation block")
+        conditions = " ".join(norm(self.attr(v, "condition")) for v in block_list(self.vars["webhook_secret"]["validation"]))
+        self.assertIn("whsec_", conditions)
+
+    def test_webhook_secret_validation(self):
+        # The regex and size rule of the second validation, against secrets the functions accept
+        # and refuse (WebhookSecret::parse: standard padded base64 of 24 bytes or more).
+        import base64
+        cond = [self.attr(v, "condition") for v in block_list(self.vars["webhook_secret"]["validation"])
+                if "regex" in self.attr(v, "condition")]
+        self.assertEqual(len(cond), 1)
+        m = re.search(r'regex\("(\^whsec_.+?\$)",\s*var\.webhook_secret\)', cond[0])
+        self.assertTrue(m, cond[0])
+        pattern = m.group(1).replace("\\\\", "\\")
+
+        def accepted(secret):
+            encoded = secret[len("whsec_"):]
+            return (re.fullmatch(pattern, secret) is not None
+                    and len(encoded) // 4 * 3 - (len(encoded) - len(encoded.rstrip("="))) >= 24)
+
+        for n in (24, 25, 26, 32, 64):
+            self.assertTrue(accepted("whsec_" + base64.b64encode(bytes(range(n))).decode()), n)
+        for n in (16, 22, 23):
+            self.assertFalse(accepted("whsec_" + base64.b64encode(bytes(range(n))).decode()), n)
+        self.assertFalse(accepted("whsec_" + base64.b64encode(bytes(32)).decode().rstrip("=")), "unpadded")
+        self.assertFalse(accepted("whsec_" + base64.urlsafe_b64encode(b"\xff" * 33).decode()), "URL-safe alphabet")
 
     def test_outputs(self):
         outputs = set()
@@ -718,7 +867,8 @@ class TerraformWiring(unittest.TestCase):
             for entry in doc.get("output", []):
                 outputs |= {unquote(k) for k in entry}
         self.assertEqual(
-            {"http_api_url", "websocket_url", "bucket_name", "merge_queue_url", "dlq_url"} - outputs, set()
+            {"http_api_url", "websocket_url", "bucket_name", "merge_queue_url", "dlq_url", "webhook_queue_url",
+             "webhook_dlq_url"} - outputs, set()
         )
 
 
