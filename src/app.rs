@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::http::{AppState, router};
 use crate::merge::{Ffmpeg, MergeSettings, Merger, Stopping, run_stream_workers, run_workers};
 use crate::notify::{ApiGatewayNotifier, Hub, Notifier, RedisNotifier};
-use crate::queue::{ChannelQueue, MergeJob, MergeQueue, RedisQueue, SqsQueue};
+use crate::queue::{ChannelQueue, LocalJob, MergeQueue, RedisQueue, SqsQueue};
 use crate::records::Records;
 use crate::service::Recordings;
 use crate::shutdown::{self, Shutdown, Trigger};
@@ -29,7 +29,7 @@ use crate::webhook::{MemoryOutbox, Outbox, RedisOutbox, SqsOutbox, Webhooks};
 /// Where this instance's merge workers take jobs from.
 pub enum Jobs {
     /// The in-process channel of the embedded mode.
-    Local(UnboundedReceiver<MergeJob>),
+    Local(UnboundedReceiver<LocalJob>),
     /// The Redis Stream shared by every instance.
     Stream(Arc<RedisQueue>),
     /// SQS: the merge function consumes the queue, not this process.

@@ -17,6 +17,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod merge;
+pub mod metrics;
 pub mod notify;
 pub mod queue;
 pub mod records;

@@ -11,13 +11,15 @@ pub mod ws;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE};
-use axum::response::IntoResponse;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde_json::json;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -27,6 +29,7 @@ use tracing::info_span;
 pub use self::files::parse_range;
 use self::guard::{Bounds, Origins, TrustedProxies};
 use crate::error::{Error, Result};
+use crate::metrics::{RequestLabels, metrics};
 use crate::service::Recordings;
 use crate::shutdown::Shutdown;
 use crate::store::FsStore;
@@ -92,6 +95,7 @@ pub fn router(state: AppState) -> Router {
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
         .route(
             "/openapi.json",
             get(|| async { ([(CONTENT_TYPE, "application/json")], OPENAPI) }),
@@ -102,6 +106,7 @@ pub fn router(state: AppState) -> Router {
     // A WebSocket lives for as long as its recording: no request deadline.
     let sockets = Router::new().route("/ws", get(ws::upgrade));
     guard::secured(requests.merge(sockets))
+        .layer(axum::middleware::from_fn(measured))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(state.origins.layer())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -113,6 +118,41 @@ pub fn router(state: AppState) -> Router {
             info_span!("http", method = %req.method(), route, uri = %req.uri())
         }))
         .with_state(state)
+}
+
+/// Count and time every request by its route's pattern.
+async fn measured(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    let labels = RequestLabels {
+        route,
+        method,
+        status,
+    };
+    metrics().request(labels, started.elapsed());
+    response
+}
+
+/// `GET /metrics`: this instance's metrics, the merge queue's depth read from the queue.
+async fn metrics_text(State(app): State<AppState>) -> impl IntoResponse {
+    match app.recordings.records().queue().depth().await {
+        Ok(Some(depth)) => {
+            metrics().merge_queue_depth.set(depth as i64);
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "merge queue depth unknown"),
+    }
+    (
+        [(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        metrics().encode(),
+    )
 }
 
 async fn readyz(State(app): State<AppState>) -> Result<impl IntoResponse> {

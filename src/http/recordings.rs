@@ -16,7 +16,8 @@ use super::extract::{ApiJson, Bearer, CHECKSUM_SHA256, ClientIp, Target};
 use crate::domain::{Metadata, Sha256Checksum};
 use crate::error::{Error, Result};
 use crate::service::{
-    ChunkReceipt, Created, DEFAULT_PAGE, Declared, MAX_PAGE, Page, StatusView, UploadGrant, rfc3339,
+    ChunkReceipt, Created, DEFAULT_PAGE, Declared, Ingest, MAX_PAGE, Page, StatusView, UploadGrant,
+    rfc3339,
 };
 
 #[derive(Deserialize)]
@@ -193,7 +194,7 @@ pub async fn put_chunk(
         })?;
     Ok(Json(
         app.recordings
-            .put_chunk(&meta, Some(seq), bytes, checksum.as_ref())
+            .put_chunk(&meta, Some(seq), bytes, checksum.as_ref(), Ingest::Server)
             .await?,
     ))
 }

@@ -21,8 +21,9 @@ use super::extract::ClientIp;
 use crate::coord::RecordingMeta;
 use crate::domain::RecordingId;
 use crate::error::{Error, Result};
+use crate::metrics::metrics;
 use crate::notify::{Event, EventKind, Subscription};
-use crate::service::Recordings;
+use crate::service::{Ingest, Recordings};
 
 /// Recordings one connection may act on at once.
 pub const MAX_RECORDINGS_PER_CONNECTION: usize = 16;
@@ -167,6 +168,22 @@ pub async fn upgrade(
         .on_upgrade(move |socket| session(app, client, socket).instrument(info_span!("ws")))
 }
 
+/// One open connection in `screenrec_websocket_connections`, for as long as it lives.
+struct Open;
+
+impl Open {
+    fn count() -> Self {
+        metrics().websockets.inc();
+        Self
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        metrics().websockets.dec();
+    }
+}
+
 struct Session {
     app: AppState,
     /// The client's address, for the create rate limit.
@@ -184,6 +201,7 @@ fn text(v: &Value) -> Message {
 }
 
 async fn session(app: AppState, client: Option<std::net::IpAddr>, socket: WebSocket) {
+    let _open = Open::count();
     let (sink, mut stream) = socket.split();
     let (out, outbox) = mpsc::channel::<Message>(OUTBOX);
     let (closing, closed) = oneshot::channel::<CloseFrame>();
@@ -517,7 +535,7 @@ impl Session {
                 .await?;
             self.app
                 .recordings
-                .put_chunk(meta, seq, frame.payload, None)
+                .put_chunk(meta, seq, frame.payload, None, Ingest::WebSocket)
                 .await
         }
         .instrument(info_span!("chunk", recording_id = %frame.recording_id))

@@ -28,8 +28,9 @@ use self::upload::GrowingUpload;
 use crate::coord::{Coordinator, Failure, RecordingMeta, StateUpdate};
 use crate::domain::{Container, ObjectKey, RecordingId, RecordingState};
 use crate::error::{Error, Result};
+use crate::metrics::metrics;
 use crate::notify::{EventKind, Notifier};
-use crate::queue::{Delivery, MergeJob, RedisQueue};
+use crate::queue::{Delivery, LocalJob, MergeJob, RedisQueue};
 use crate::records::Records;
 use crate::shutdown::Shutdown;
 use crate::store::ObjectStore;
@@ -133,6 +134,7 @@ impl Merger {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         };
+        let started = std::time::Instant::now();
         let outcome = tokio::select! {
             outcome = self.merge_leased(id) => outcome,
             () = renewing => {
@@ -147,6 +149,15 @@ impl Merger {
         if let Err(e) = self.coord.release(&lease, &self.holder).await {
             warn!(recording_id = %id, error = %e, "merge lease not released; it expires");
         }
+        let (name, merged) = match &outcome {
+            Ok(Outcome::Ready) => ("ready", true),
+            Ok(Outcome::Failed(_)) => ("failed", true),
+            Ok(Outcome::AlreadyDone) => ("already_done", false),
+            Ok(Outcome::Busy) => ("busy", false),
+            Ok(Outcome::Deleted) => ("deleted", false),
+            Err(_) => ("retried", false),
+        };
+        metrics().merge(name, merged.then(|| started.elapsed()));
         outcome
     }
 
@@ -582,7 +593,7 @@ impl Stopping {
 /// the sweeper's first pass after the restart queues them again from their record.
 pub async fn run_workers(
     merger: Arc<Merger>,
-    mut jobs: mpsc::UnboundedReceiver<MergeJob>,
+    mut jobs: mpsc::UnboundedReceiver<LocalJob>,
     workers: usize,
     stopping: Stopping,
 ) {
@@ -598,8 +609,10 @@ pub async fn run_workers(
         let merger = merger.clone();
         running.spawn(async move {
             let _permit = permit;
+            // Counted in the queue's depth until it is dropped here.
+            let local = job;
             for delivery in 1.. {
-                if merger.deliver(&job, delivery).await {
+                if merger.deliver(&local.job, delivery).await {
                     return;
                 }
                 tokio::time::sleep(Duration::from_secs(1 << delivery.min(5))).await;

@@ -266,4 +266,13 @@ impl MergeQueue for RedisQueue {
             last.expect("an error")
         )))
     }
+
+    /// The stream's length: a job's entry is deleted when it is acknowledged.
+    async fn depth(&self) -> Result<Option<u64>> {
+        let len: u64 = redis::cmd("XLEN")
+            .arg(&self.stream)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(Some(len))
+    }
 }

@@ -77,6 +77,27 @@ pub struct RateLimits {
     pub requests: Option<Rate>,
 }
 
+/// How a chunk came in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ingest {
+    /// A PUT through the API.
+    Server,
+    /// A PUT straight to storage on a presigned URL, then confirmed.
+    Presigned,
+    /// A binary frame on the WebSocket.
+    WebSocket,
+}
+
+impl Ingest {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Server => "server",
+            Self::Presigned => "presigned",
+            Self::WebSocket => "websocket",
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Created {
@@ -282,17 +303,20 @@ impl Recordings {
         &self.notifier
     }
 
-    /// Count a committed chunk of `size` bytes: its tenant's bytes and the `chunkSaved` event.
-    /// The chunk is stored whatever happens here, so a failure is logged, not returned.
+    /// Count a committed chunk of `size` bytes, come `via` one ingest path: its tenant's bytes,
+    /// the metrics and the `chunkSaved` event. The chunk is stored whatever happens here, so a
+    /// failure is logged, not returned.
     async fn chunk_saved(
         &self,
         meta: &RecordingMeta,
         index: ChunkIndex,
         size: u64,
         committed: Option<u64>,
+        via: Ingest,
     ) -> ChunkReceipt {
         let id = &meta.id;
         if let Some(bytes_received) = committed {
+            crate::metrics::metrics().chunk(via.as_str(), size);
             self.records
                 .add_tenant_bytes(&meta.owner.tenant, size as i64)
                 .await;
@@ -425,6 +449,7 @@ impl Recordings {
         seq: Option<ChunkIndex>,
         body: Bytes,
         checksum: Option<&Sha256Checksum>,
+        via: Ingest,
     ) -> Result<ChunkReceipt> {
         self.check_size(body.len() as u64)?;
         let digest = ChunkDigest::of(&body);
@@ -484,7 +509,7 @@ impl Recordings {
                 }
             }
             let size = digest.size;
-            return Ok(self.chunk_saved(meta, index, size, committed).await);
+            return Ok(self.chunk_saved(meta, index, size, committed, via).await);
         }
         Err(Error::Coordination(format!(
             "{MAX_REUSED_INDICES} indices in a row were already stored"
@@ -648,7 +673,8 @@ impl Recordings {
                 let committed = self
                     .rebuilding(&meta.id, || coord.commit(&meta.id, seq, &digest))
                     .await?;
-                self.chunk_saved(meta, seq, digest.size, committed).await
+                self.chunk_saved(meta, seq, digest.size, committed, Ingest::Presigned)
+                    .await
             }
         };
         coord.release(&lease, &size).await?;
@@ -917,7 +943,7 @@ pub(crate) mod testing {
         for i in 0..chunks {
             let body = Bytes::from(vec![i as u8; 10]);
             recordings
-                .put_chunk(&meta, Some(ChunkIndex::new(i)), body, None)
+                .put_chunk(&meta, Some(ChunkIndex::new(i)), body, None, Ingest::Server)
                 .await
                 .unwrap();
         }

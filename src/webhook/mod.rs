@@ -15,7 +15,6 @@ mod sqs;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
@@ -28,6 +27,7 @@ pub use self::sqs::{Queued, SqsOutbox};
 use crate::coord::{RecordingMeta, now_ms};
 use crate::domain::Tenant;
 use crate::error::Result;
+use crate::metrics::metrics;
 use crate::service::{StatusView, rfc3339};
 use crate::shutdown::Shutdown;
 
@@ -106,19 +106,10 @@ pub fn backoff(attempts: u32, min: Duration, jitter: f64) -> Duration {
     full.mul_f64(1.0 - 0.5 * jitter.clamp(0.0, 1.0))
 }
 
-/// How deliveries have gone since start.
-#[derive(Debug, Default)]
-pub struct WebhookCounts {
-    pub delivered: AtomicU64,
-    pub failed: AtomicU64,
-    pub dead_lettered: AtomicU64,
-}
-
 pub struct Webhooks {
     settings: WebhookSettings,
     outbox: Arc<dyn Outbox>,
     sender: Option<Sender>,
-    pub counts: WebhookCounts,
 }
 
 impl Webhooks {
@@ -131,7 +122,6 @@ impl Webhooks {
             settings,
             outbox,
             sender,
-            counts: WebhookCounts::default(),
         }
     }
 
@@ -259,13 +249,13 @@ impl Webhooks {
         async {
             match attempt {
                 Attempt::Delivered => {
-                    self.counts.delivered.fetch_add(1, Ordering::Relaxed);
+                    metrics().webhook("delivered");
                     info!(attempts, "webhook delivered");
                     self.outbox.remove(&delivery.id).await
                 }
                 Attempt::Refused(why) => self.dead_letter(&delivery, &why).await,
                 Attempt::Failed(why) => {
-                    self.counts.failed.fetch_add(1, Ordering::Relaxed);
+                    metrics().webhook("failed");
                     let jitter = f64::from(u32::from_le_bytes(crate::domain::random_bytes()))
                         / f64::from(u32::MAX);
                     let wait = backoff(attempts, self.settings.retry_min, jitter);
@@ -284,7 +274,7 @@ impl Webhooks {
     }
 
     async fn dead_letter(&self, delivery: &Delivery, why: &str) -> Result<()> {
-        self.counts.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        metrics().webhook("dead_lettered");
         error!(
             attempts = delivery.attempts,
             url = %delivery.url,

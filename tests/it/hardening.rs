@@ -28,6 +28,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/recordings/01m8pt9m250m2ga1850m2ga185/poster"),
     ("PUT", "/files/chunks/01m8pt9m250m2ga1850m2ga185/00000000"),
     ("GET", "/openapi.json"),
+    ("GET", "/metrics"),
 ];
 
 async fn preflight(base: &str, path: &str, method: &str, origin: &str) -> reqwest::Response {

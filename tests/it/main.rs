@@ -11,6 +11,7 @@ mod hardening;
 mod limits;
 mod matrix;
 mod merge;
+mod metrics;
 mod notify;
 mod owners;
 mod quotas;

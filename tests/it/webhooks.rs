@@ -210,14 +210,8 @@ async fn private_addresses_are_refused() {
     )
     .await;
     app.client().create("video/webm").await;
-    let webhooks = app.state.recordings.records().webhooks().clone();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while webhooks
-        .counts
-        .dead_lettered
-        .load(std::sync::atomic::Ordering::Relaxed)
-        == 0
-    {
+    while screenrec::metrics::metrics().webhooks("dead_lettered") == 0 {
         assert!(Instant::now() < deadline, "not refused");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
