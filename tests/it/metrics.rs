@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::common::fixtures::Recording;
-use crate::common::receiver::{Receiver, SECRET};
+use crate::common::receiver::Receiver;
 use crate::common::upload::{Path, Plan, upload};
 use crate::common::{Client, backends, spawn_app_with};
 use crate::ws_client::Ws;
@@ -85,15 +85,7 @@ async fn metrics_parse_and_move_with_a_recording() {
     let total: usize = fixture.chunks.iter().map(Vec::len).sum();
     let n = fixture.chunks.len() as f64;
     for backend in backends() {
-        let app = spawn_app_with(
-            &backend,
-            &[
-                ("WEBHOOK_URL", &receiver.url),
-                ("WEBHOOK_SECRET", SECRET),
-                ("WEBHOOK_ALLOW_PRIVATE", "true"),
-            ],
-        )
-        .await;
+        let app = spawn_app_with(&backend, &receiver.vars()).await;
         let name = &backend.name;
         let client = app.client();
         let before = Scrape::of(&client).await;

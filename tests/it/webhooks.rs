@@ -54,12 +54,10 @@ async fn every_change_reaches_the_app_once_signed_as_standard_webhooks() {
         let app = spawn_app_with(
             &backend,
             &[
-                ("AUTH_MODE", "api-key"),
-                ("API_KEYS", &keys),
-                ("WEBHOOK_URL", &receiver.url),
-                ("WEBHOOK_SECRET", SECRET),
-                ("WEBHOOK_ALLOW_PRIVATE", "true"),
-            ],
+                &receiver.vars()[..],
+                &[("AUTH_MODE", "api-key"), ("API_KEYS", &keys)],
+            ]
+            .concat(),
         )
         .await;
         let name = &backend.name;
@@ -141,13 +139,14 @@ async fn a_receiver_failing_three_times_gets_the_event_again_with_the_same_id() 
         let app = spawn_app_with(
             &backend,
             &[
-                ("AUTH_MODE", "api-key"),
-                ("API_KEYS", &keys),
-                ("WEBHOOK_URL", &receiver.url),
-                ("WEBHOOK_SECRET", SECRET),
-                ("WEBHOOK_ALLOW_PRIVATE", "true"),
-                ("WEBHOOK_RETRY_MIN_MS", "100"),
-            ],
+                &receiver.vars()[..],
+                &[
+                    ("AUTH_MODE", "api-key"),
+                    ("API_KEYS", &keys),
+                    ("WEBHOOK_RETRY_MIN_MS", "100"),
+                ],
+            ]
+            .concat(),
         )
         .await;
         let rec = create(&app.client(), 0, json!({})).await;

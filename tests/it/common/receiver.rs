@@ -49,6 +49,15 @@ impl Receiver {
         }
     }
 
+    /// The configuration that sends webhooks here.
+    pub fn vars(&self) -> [(&'static str, &str); 3] {
+        [
+            ("WEBHOOK_URL", &self.url),
+            ("WEBHOOK_SECRET", SECRET),
+            ("WEBHOOK_ALLOW_PRIVATE", "true"),
+        ]
+    }
+
     /// Every request it has had, in order.
     pub fn requests(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.log)
