@@ -53,28 +53,8 @@ pub struct Core {
 
 impl Core {
     pub async fn connect(config: &Config) -> Result<Self> {
-        let aws = match uses_aws(config) {
-            true => Some(crate::aws::sdk_config(config.aws_region.as_deref()).await),
-            false => None,
-        };
-        let (store, files): (Arc<dyn ObjectStore>, Option<Arc<FsStore>>) = match &config.storage {
-            StorageConfig::Fs { dir } => {
-                let secret = match &config.url_signing_secret {
-                    Some(s) => s.as_bytes().to_vec(),
-                    None => random_bytes::<32>().to_vec(),
-                };
-                let fs = Arc::new(
-                    FsStore::open(dir, UrlSigner::new(secret), &config.public_base_url).await?,
-                );
-                info!(dir = %dir.display(), "storage: local directory");
-                (fs.clone(), Some(fs))
-            }
-            StorageConfig::S3(s3) => {
-                info!(bucket = %s3.bucket, endpoint = ?s3.endpoint, "storage: S3");
-                let sdk = aws.as_ref().expect("loaded for S3");
-                (Arc::new(S3Store::new(sdk, s3)), None)
-            }
-        };
+        let aws = aws(config).await;
+        let (store, files) = storage(config, aws.as_ref()).await?;
         let Coordination {
             coord,
             notifier,
@@ -160,6 +140,40 @@ impl Core {
                 lease: merge.lease,
             },
         )))
+    }
+}
+
+/// The object store `config` names; the filesystem one is also returned as such, since the
+/// app serves its signed URLs. `aws` is loaded when the storage is S3.
+pub async fn storage(
+    config: &Config,
+    aws: Option<&SdkConfig>,
+) -> Result<(Arc<dyn ObjectStore>, Option<Arc<FsStore>>)> {
+    Ok(match &config.storage {
+        StorageConfig::Fs { dir } => {
+            let secret = match &config.url_signing_secret {
+                Some(s) => s.as_bytes().to_vec(),
+                None => random_bytes::<32>().to_vec(),
+            };
+            let fs = Arc::new(
+                FsStore::open(dir, UrlSigner::new(secret), &config.public_base_url).await?,
+            );
+            info!(dir = %dir.display(), "storage: local directory");
+            (fs.clone(), Some(fs))
+        }
+        StorageConfig::S3(s3) => {
+            info!(bucket = %s3.bucket, endpoint = ?s3.endpoint, "storage: S3");
+            let sdk = aws.expect("loaded for S3");
+            (Arc::new(S3Store::new(sdk, s3)), None)
+        }
+    })
+}
+
+/// The AWS SDK's configuration, when anything in `config` uses AWS.
+pub async fn aws(config: &Config) -> Option<SdkConfig> {
+    match uses_aws(config) {
+        true => Some(crate::aws::sdk_config(config.aws_region.as_deref()).await),
+        false => None,
     }
 }
 

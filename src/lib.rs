@@ -13,6 +13,7 @@ pub mod auth;
 pub mod aws;
 pub mod config;
 pub mod coord;
+pub mod doctor;
 pub mod domain;
 pub mod error;
 pub mod http;

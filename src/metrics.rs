@@ -12,6 +12,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::service::Ingest;
+
 /// What `GET /metrics` answers with.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -118,6 +120,25 @@ impl Metrics {
             "WebSocket connections open on this instance",
             websockets.clone(),
         );
+        // Every known label value from the start, at 0, so that a rate sees the first event.
+        for via in Ingest::ALL {
+            let labels = IngestLabels { path: via.as_str() };
+            let _ = chunks.get_or_create(&labels);
+            let _ = chunk_bytes.get_or_create(&labels);
+        }
+        for outcome in [
+            "ready",
+            "failed",
+            "already_done",
+            "busy",
+            "deleted",
+            "retried",
+        ] {
+            let _ = merges.get_or_create(&OutcomeLabels { outcome });
+        }
+        for outcome in ["delivered", "failed", "dead_lettered"] {
+            let _ = webhooks.get_or_create(&OutcomeLabels { outcome });
+        }
         Self {
             registry,
             requests,

@@ -121,6 +121,14 @@ impl ObjectKey {
         Self(format!("{PREFIX}{id}/output.{}", container.extension()))
     }
 
+    /// A throwaway object `screenrec doctor` writes, reads and deletes to check the storage.
+    pub fn probe() -> Self {
+        Self(format!(
+            "doctor/{}",
+            hex::encode(super::random_bytes::<8>())
+        ))
+    }
+
     /// The merged video's poster image.
     pub fn poster(id: &RecordingId) -> Self {
         Self(format!("{PREFIX}{id}/poster.jpg"))

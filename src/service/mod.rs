@@ -89,6 +89,8 @@ pub enum Ingest {
 }
 
 impl Ingest {
+    pub const ALL: [Self; 3] = [Self::Server, Self::Presigned, Self::WebSocket];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Server => "server",

@@ -2,6 +2,7 @@
 //! embedded adapters, and real Redis with real S3 API servers when `scripts/test` started them).
 
 mod api;
+mod cli;
 mod common;
 mod coordinator;
 mod durable;

@@ -1,6 +1,8 @@
 //! Configuration from environment variables, validated once at start-up. Every variable is
 //! documented in `.env.example`; a wrong value names the variable in its error.
 
+pub mod doc;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
