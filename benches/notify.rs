@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::{SinkExt, StreamExt};
 use screenrec::config::Config;
-use screenrec::domain::{Metadata, Owner, RecordingId};
+use screenrec::domain::{Owner, RecordingId};
 use screenrec::http::AppState;
 use screenrec::notify::EventKind;
+use screenrec::service::CreateRequest;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -69,7 +70,7 @@ async fn run(publisher: &AppState, urls: &[String], pace: Option<usize>) -> anyh
     for _ in 0..SOCKETS {
         let created = publisher
             .recordings
-            .create("video/webm", Owner::anonymous(), Metadata::default())
+            .create(&CreateRequest::of("video/webm"), Owner::anonymous())
             .await?;
         recordings.push(created);
     }

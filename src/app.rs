@@ -17,6 +17,7 @@ use crate::domain::random_bytes;
 use crate::error::{Error, Result};
 use crate::http::{AppState, router};
 use crate::merge::{Ffmpeg, MergeSettings, Merger, Stopping, run_stream_workers, run_workers};
+use crate::metrics::Metrics;
 use crate::notify::{ApiGatewayNotifier, Hub, Notifier, RedisNotifier};
 use crate::queue::{ChannelQueue, LocalJob, MergeQueue, RedisQueue, SqsQueue};
 use crate::records::Records;
@@ -63,12 +64,18 @@ impl Core {
             jobs,
             outbox,
         } = coordination(config, aws.as_ref()).await?;
-        let webhooks = Arc::new(Webhooks::new(config.webhooks.clone(), outbox));
+        let metrics = Arc::new(Metrics::new());
+        let webhooks = Arc::new(Webhooks::new(
+            config.webhooks.clone(),
+            outbox,
+            metrics.clone(),
+        ));
         let records = Arc::new(Records::new(
             store.clone(),
             coord.clone(),
             queue,
             webhooks,
+            metrics,
             config.limits.clone(),
         ));
         let recordings = Arc::new(Recordings::new(

@@ -56,6 +56,10 @@ pub enum Error {
     InvalidChunkCount(String),
     #[error("mimeType is not supported: {0}")]
     InvalidMimeType(String),
+    #[error("invalid output: {0}")]
+    InvalidOutput(String),
+    #[error("an MP4 of {codec} video needs \"transcode\": true (it is re-encoded to H.264)")]
+    TranscodeRequired { codec: String },
     #[error("request body is not valid JSON: {0}")]
     InvalidJson(String),
     #[error("unsupported content type: {0}")]
@@ -176,6 +180,8 @@ impl Error {
             InvalidSeq(_) => "invalid_seq",
             InvalidChunkCount(_) => "invalid_chunk_count",
             InvalidMimeType(_) => "invalid_mime_type",
+            InvalidOutput(_) => "invalid_output",
+            TranscodeRequired { .. } => "transcode_required",
             InvalidJson(_) => "invalid_json",
             UnsupportedContentType(_) => "unsupported_content_type",
             InvalidFrame(_) => "invalid_frame",
@@ -225,6 +231,8 @@ impl Error {
             | InvalidSeq(_)
             | InvalidChunkCount(_)
             | InvalidMimeType(_)
+            | InvalidOutput(_)
+            | TranscodeRequired { .. }
             | InvalidJson(_)
             | InvalidFrame(_)
             | InvalidBody(_)

@@ -37,6 +37,16 @@ enum Command {
         /// Where the output goes
         #[arg(long, value_name = "DIR")]
         out_dir: PathBuf,
+        /// mp4: an MP4 for every browser (H.264 remuxed; VP8, VP9, AV1 need --transcode);
+        /// native: the recording's own container
+        #[arg(long, value_name = "FORMAT", default_value = "native")]
+        output: String,
+        /// With --output mp4: re-encode VP8, VP9 or AV1 video to H.264, and its audio to AAC
+        #[arg(long)]
+        transcode: bool,
+        /// With --output mp4: aac converts Opus audio; copy keeps it
+        #[arg(long, value_name = "CODEC", default_value = "copy")]
+        audio: String,
         #[arg(required = true, value_name = "CHUNK_FILE")]
         files: Vec<PathBuf>,
     },
@@ -93,8 +103,14 @@ async fn cli() -> ExitCode {
         Command::Merge {
             salvage,
             out_dir,
+            output,
+            transcode,
+            audio,
             files,
-        } => merge_files(salvage, &out_dir, &files).await,
+        } => {
+            let asked = (output.as_str(), transcode, audio.as_str());
+            merge_files(salvage, &out_dir, asked, &files).await
+        }
         Command::Keygen { tenant } => keygen(&tenant),
         Command::Doctor => doctor().await,
         Command::Recordings { command } => recordings(command).await,
@@ -139,7 +155,17 @@ async fn serve() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn merge_files(salvage: bool, out_dir: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
+async fn merge_files(
+    salvage: bool,
+    out_dir: &Path,
+    (output, transcode, audio): (&str, bool, &str),
+    files: &[PathBuf],
+) -> anyhow::Result<()> {
+    // The codecs are read from the chunks: the media type only has to name the container.
+    let any = screenrec::domain::MediaType::parse("video/webm").expect("a media type");
+    let asked =
+        screenrec::domain::OutputFormat::parse(Some(output), Some(transcode), Some(audio), &any)
+            .map_err(code_context)?;
     let ffmpeg = Ffmpeg::locate(
         std::env::var_os("FFMPEG_PATH")
             .map(PathBuf::from)
@@ -151,7 +177,7 @@ async fn merge_files(salvage: bool, out_dir: &Path, files: &[PathBuf]) -> anyhow
         .prefix(".merge-")
         .tempdir_in(out_dir)
         .context("creating a work directory")?;
-    let merged = merge(&ffmpeg, &source, work.path(), salvage, &|_| {})
+    let merged = merge(&ffmpeg, &source, work.path(), salvage, asked, &|_| {})
         .await
         .map_err(code_context)?;
     let output = out_dir.join(merged.path.file_name().expect("output has a name"));

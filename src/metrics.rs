@@ -1,8 +1,8 @@
 //! Metrics, in the Prometheus exposition format (OpenMetrics text) at `GET /metrics`, each name
-//! prefixed `screenrec_`. One set per process, as a Prometheus server scrapes each instance.
-//! No label carries a recording, owner or tenant: their number is unbounded.
+//! prefixed `screenrec_`. One set per app (`app::Core`), so that each instance, and each app a
+//! test starts in one process, counts its own. No label carries a recording, owner or tenant:
+//! their number is unbounded.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -59,8 +59,14 @@ fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Metrics {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let mut registry = Registry::with_prefix("screenrec");
         let requests = Family::default();
         registry.register(
@@ -194,12 +200,6 @@ impl Metrics {
             .expect("writing to a String does not fail");
         text
     }
-}
-
-/// This process's metrics.
-pub fn metrics() -> &'static Metrics {
-    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
-    &METRICS
 }
 
 #[cfg(test)]

@@ -17,10 +17,11 @@ use tracing::info;
 
 use crate::coord::{Coordinator, Failure, RecordingMeta};
 use crate::domain::{
-    ChunkDigest, ChunkHasher, Indexing, Metadata, ObjectKey, Owner, RecordingId, RecordingState,
-    Tenant, TokenHash,
+    ChunkDigest, ChunkHasher, Indexing, Metadata, ObjectKey, OutputFormat, Owner, RecordingId,
+    RecordingState, Tenant, TokenHash,
 };
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::queue::{MergeJob, MergeQueue};
 use crate::service::{Limits, StatusView, rfc3339};
 use crate::store::{ObjectInfo, ObjectStore, Presign, PresignedUrl, read_all};
@@ -91,6 +92,7 @@ pub fn meta_of(id: &RecordingId, doc: &Value) -> Result<RecordingMeta> {
             .get("metadata")
             .and_then(|m| Metadata::parse(m).ok())
             .unwrap_or_default(),
+        format: OutputFormat::from_json(&rec["format"]),
         created_at_ms: ms(&doc["createdAtMs"], &rec["createdAt"]).unwrap_or(0),
         updated_at_ms: ms(&doc["updatedAtMs"], &rec["updatedAt"]).unwrap_or(0),
         chunks_received: rec["chunksReceived"].as_u64().unwrap_or(0) as u32,
@@ -116,6 +118,7 @@ pub struct Records {
     coord: Arc<dyn Coordinator>,
     queue: Arc<dyn MergeQueue>,
     webhooks: Arc<Webhooks>,
+    metrics: Arc<Metrics>,
     limits: Limits,
 }
 
@@ -125,6 +128,7 @@ impl Records {
         coord: Arc<dyn Coordinator>,
         queue: Arc<dyn MergeQueue>,
         webhooks: Arc<Webhooks>,
+        metrics: Arc<Metrics>,
         limits: Limits,
     ) -> Self {
         Self {
@@ -132,8 +136,14 @@ impl Records {
             coord,
             queue,
             webhooks,
+            metrics,
             limits,
         }
+    }
+
+    /// This app's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Where each change in a recording's life is announced to the app's server.

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 pub use self::memory::MemoryCoordinator;
 pub use self::redis::RedisCoordinator;
 use crate::domain::{
-    ChunkDigest, ChunkIndex, ChunkRecord, Indexing, Metadata, Owner, Rate, RecordingId,
-    RecordingState, TokenHash,
+    ChunkDigest, ChunkIndex, ChunkRecord, Indexing, Metadata, OutputFormat, Owner, Rate,
+    RecordingId, RecordingState, TokenHash,
 };
 use crate::error::Result;
 
@@ -26,6 +26,7 @@ pub struct NewRecording {
     pub token_hash: TokenHash,
     pub owner: Owner,
     pub metadata: Metadata,
+    pub format: OutputFormat,
 }
 
 impl NewRecording {
@@ -39,6 +40,7 @@ impl NewRecording {
             token_hash: self.token_hash.clone(),
             owner: self.owner.clone(),
             metadata: self.metadata.clone(),
+            format: self.format,
             created_at_ms: now,
             updated_at_ms: now,
             chunks_received: 0,
@@ -69,6 +71,8 @@ pub struct RecordingMeta {
     pub token_hash: TokenHash,
     pub owner: Owner,
     pub metadata: Metadata,
+    /// The output asked for at create.
+    pub format: OutputFormat,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
     pub chunks_received: u32,

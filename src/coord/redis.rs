@@ -11,8 +11,8 @@ use redis::{AsyncCommands, Script};
 
 use super::{Claim, Coordinator, Failure, NewRecording, RecordingMeta, Slot, StateUpdate, now_ms};
 use crate::domain::{
-    ChunkDigest, ChunkIndex, ChunkRecord, Indexing, Metadata, Owner, Rate, RecordingId,
-    RecordingState, TokenHash,
+    ChunkDigest, ChunkIndex, ChunkRecord, Indexing, Metadata, OutputFormat, Owner, Rate,
+    RecordingId, RecordingState, TokenHash,
 };
 
 use crate::error::{Error, Result};
@@ -349,6 +349,10 @@ fn parse_meta(id: &RecordingId, mut h: HashMap<String, String>) -> Result<Record
         metadata: take("metadata")
             .and_then(|m| Metadata::parse(&serde_json::from_str(&m).ok()?).ok())
             .unwrap_or_default(),
+        format: take("format")
+            .and_then(|f| serde_json::from_str(&f).ok())
+            .map(|f| OutputFormat::from_json(&f))
+            .unwrap_or_default(),
         created_at_ms: num(take("created")),
         updated_at_ms: num(take("updated")),
         chunks_received: num(take("received")) as u32,
@@ -390,6 +394,10 @@ fn fields_of(meta: &RecordingMeta) -> Vec<(&'static str, String)> {
         (
             "metadata",
             (!meta.metadata.is_empty()).then(|| meta.metadata.to_json().to_string()),
+        ),
+        (
+            "format",
+            (!meta.format.is_default()).then(|| meta.format.to_json().to_string()),
         ),
         ("salvage", meta.salvage.then(|| "1".to_owned())),
         ("abandoned", meta.abandoned.then(|| "1".to_owned())),

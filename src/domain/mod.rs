@@ -5,6 +5,7 @@ mod chunk;
 mod id;
 mod key;
 mod media;
+mod output;
 mod owner;
 mod rate;
 mod state;
@@ -16,6 +17,7 @@ pub use chunk::{
 pub use id::RecordingId;
 pub use key::ObjectKey;
 pub use media::{Container, MediaType};
+pub use output::{OutputFormat, codec_family};
 pub use owner::{MAX_METADATA_BYTES, Metadata, Owner, Subject, Tenant};
 pub use rate::{Rate, gcra};
 pub use state::RecordingState;

@@ -29,7 +29,7 @@ use tracing::info_span;
 pub use self::files::parse_range;
 use self::guard::{Bounds, Origins, TrustedProxies};
 use crate::error::{Error, Result};
-use crate::metrics::{RequestLabels, metrics};
+use crate::metrics::RequestLabels;
 use crate::service::Recordings;
 use crate::shutdown::Shutdown;
 use crate::store::FsStore;
@@ -106,7 +106,10 @@ pub fn router(state: AppState) -> Router {
     // A WebSocket lives for as long as its recording: no request deadline.
     let sockets = Router::new().route("/ws", get(ws::upgrade));
     guard::secured(requests.merge(sockets))
-        .layer(axum::middleware::from_fn(measured))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            measured,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(state.origins.layer())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -121,7 +124,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Count and time every request by its route's pattern.
-async fn measured(req: Request, next: Next) -> Response {
+async fn measured(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -136,22 +139,25 @@ async fn measured(req: Request, next: Next) -> Response {
         method,
         status,
     };
-    metrics().request(labels, started.elapsed());
+    let metrics = app.recordings.records().metrics();
+    metrics.request(labels, started.elapsed());
     response
 }
 
 /// `GET /metrics`: this instance's metrics, the merge queue's depth read from the queue.
 async fn metrics_text(State(app): State<AppState>) -> impl IntoResponse {
-    match app.recordings.records().queue().depth().await {
+    let records = app.recordings.records();
+    let metrics = records.metrics();
+    match records.queue().depth().await {
         Ok(Some(depth)) => {
-            metrics().merge_queue_depth.set(depth as i64);
+            metrics.merge_queue_depth.set(depth as i64);
         }
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "merge queue depth unknown"),
     }
     (
         [(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        metrics().encode(),
+        metrics.encode(),
     )
 }
 

@@ -13,21 +13,12 @@ use tracing::instrument;
 
 use super::AppState;
 use super::extract::{ApiJson, Bearer, CHECKSUM_SHA256, ClientIp, Target};
-use crate::domain::{Metadata, Sha256Checksum};
+use crate::domain::Sha256Checksum;
 use crate::error::{Error, Result};
 use crate::service::{
-    ChunkReceipt, Created, DEFAULT_PAGE, Declared, Ingest, MAX_PAGE, Page, StatusView, UploadGrant,
-    rfc3339,
+    ChunkReceipt, CreateRequest, Created, DEFAULT_PAGE, Declared, Ingest, MAX_PAGE, Page,
+    StatusView, UploadGrant, rfc3339,
 };
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CreateBody {
-    mime_type: String,
-    /// The app's user the recording is for (with an API key; a JWT names its own).
-    owner: Option<String>,
-    metadata: Option<serde_json::Value>,
-}
 
 #[derive(Deserialize)]
 pub struct ListQuery {
@@ -54,22 +45,13 @@ pub async fn create(
     State(app): State<AppState>,
     Bearer(credential): Bearer,
     ClientIp(client): ClientIp,
-    ApiJson(body): ApiJson<CreateBody>,
+    ApiJson(body): ApiJson<CreateRequest>,
 ) -> Result<(StatusCode, Json<Created>)> {
     let owner = app
         .recordings
         .creator(credential.as_deref(), body.owner.as_deref(), client)
         .await?;
-    let metadata = body
-        .metadata
-        .as_ref()
-        .map(Metadata::parse)
-        .transpose()?
-        .unwrap_or_default();
-    let created = app
-        .recordings
-        .create(&body.mime_type, owner, metadata)
-        .await?;
+    let created = app.recordings.create(&body, owner).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 

@@ -21,9 +21,9 @@ use super::extract::ClientIp;
 use crate::coord::RecordingMeta;
 use crate::domain::RecordingId;
 use crate::error::{Error, Result};
-use crate::metrics::metrics;
+use crate::metrics::Metrics;
 use crate::notify::{Event, EventKind, Subscription};
-use crate::service::{Ingest, Recordings};
+use crate::service::{CreateRequest, Ingest, Recordings};
 
 /// Recordings one connection may act on at once.
 pub const MAX_RECORDINGS_PER_CONNECTION: usize = 16;
@@ -40,12 +40,17 @@ const FLAG_SEQ: u8 = 0b0000_0001;
     deny_unknown_fields
 )]
 pub(crate) enum ClientMessage {
+    /// The fields of [`CreateRequest`] (no `flatten`: it would let unknown fields through),
+    /// and the owner's credential.
     Create {
         mime_type: String,
         /// The owner's API key or JWT, where `AUTH_MODE` asks for one.
         credential: Option<String>,
         owner: Option<String>,
         metadata: Option<Value>,
+        output: Option<String>,
+        transcode: Option<bool>,
+        audio: Option<String>,
         request_id: Option<Value>,
     },
     Auth {
@@ -169,18 +174,18 @@ pub async fn upgrade(
 }
 
 /// One open connection in `screenrec_websocket_connections`, for as long as it lives.
-struct Open;
+struct Open(Arc<Metrics>);
 
 impl Open {
-    fn count() -> Self {
-        metrics().websockets.inc();
-        Self
+    fn count(metrics: &Arc<Metrics>) -> Self {
+        metrics.websockets.inc();
+        Self(metrics.clone())
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        metrics().websockets.dec();
+        self.0.websockets.dec();
     }
 }
 
@@ -201,7 +206,7 @@ fn text(v: &Value) -> Message {
 }
 
 async fn session(app: AppState, client: Option<std::net::IpAddr>, socket: WebSocket) {
-    let _open = Open::count();
+    let _open = Open::count(app.recordings.records().metrics());
     let (sink, mut stream) = socket.split();
     let (out, outbox) = mpsc::channel::<Message>(OUTBOX);
     let (closing, closed) = oneshot::channel::<CloseFrame>();
@@ -385,17 +390,23 @@ impl Session {
                 credential,
                 owner,
                 metadata,
+                output,
+                transcode,
+                audio,
                 ..
             } => {
+                let request = CreateRequest {
+                    mime_type,
+                    owner,
+                    metadata,
+                    output,
+                    transcode,
+                    audio,
+                };
                 let owner = recordings
-                    .creator(credential.as_deref(), owner.as_deref(), self.client)
+                    .creator(credential.as_deref(), request.owner.as_deref(), self.client)
                     .await?;
-                let metadata = metadata
-                    .as_ref()
-                    .map(crate::domain::Metadata::parse)
-                    .transpose()?
-                    .unwrap_or_default();
-                let created = recordings.create(&mime_type, owner, metadata).await?;
+                let created = recordings.create(&request, owner).await?;
                 let mut reply = serde_json::to_value(created).expect("serializable");
                 reply["type"] = json!("created");
                 Ok(reply)

@@ -17,10 +17,12 @@ use tokio::process::{ChildStdin, Command};
 use tracing::debug;
 
 use super::frames::{Accounting, Inventory};
-use super::plan::{Format, FramecrcReport, Layout, output_container, parse_duration};
+use super::plan::{
+    Format, FramecrcReport, Layout, Output, output, output_container, parse_duration, stream_codec,
+};
 use super::salvage::{Lost, Salvage, with_gaps};
 use super::source::ChunkSource;
-use crate::domain::Container;
+use crate::domain::{Container, OutputFormat};
 use crate::error::{Error, Result};
 use crate::store::ByteStream;
 
@@ -149,7 +151,10 @@ pub fn content_type(c: Container) -> &'static str {
 pub struct Prepared {
     pub format: Format,
     pub layout: Layout,
-    pub container: Container,
+    /// What the merge writes.
+    pub output: Output,
+    /// The recording's own container (its chunks' files, when each is one).
+    native: Container,
     /// Merge what can be merged, leaving damaged or missing stretches out.
     pub salvage: bool,
     head: Vec<Bytes>,
@@ -160,9 +165,13 @@ pub struct Prepared {
 const HEAD_BYTES: usize = 4096;
 
 /// Read the first chunks (at least two, and at least [`HEAD_BYTES`] when there are enough) and
-/// decide the format, the layout and the output container. A salvage reads no further than the
-/// first chunk that is missing or changed.
-pub async fn prepare(source: &dyn ChunkSource, salvage: bool) -> Result<Prepared> {
+/// decide the format, the layout and the output (as `asked`). A salvage reads no further than
+/// the first chunk that is missing or changed.
+pub async fn prepare(
+    source: &dyn ChunkSource,
+    salvage: bool,
+    asked: OutputFormat,
+) -> Result<Prepared> {
     let count = source.count();
     if count == 0 {
         return Err(Error::MissingChunks {
@@ -192,7 +201,8 @@ pub async fn prepare(source: &dyn ChunkSource, salvage: bool) -> Result<Prepared
     Ok(Prepared {
         format,
         layout,
-        container: output_container(format, &joined),
+        output: output(format, &joined, asked)?,
+        native: output_container(format, &joined),
         salvage,
         head,
     })
@@ -251,8 +261,8 @@ impl Remuxed {
     }
 }
 
-/// Merge a recording's chunks into one seekable file at `out`, never re-encoding, counting the
-/// frames that go in. `progress` receives whole percents as the output grows.
+/// Merge a recording's chunks into one seekable file at `out`, counting the frames that go in;
+/// nothing is re-encoded unless `prepared.output` says so. `progress` receives whole percents as the output grows.
 pub async fn remux(
     ffmpeg: &Ffmpeg,
     source: &dyn ChunkSource,
@@ -264,7 +274,8 @@ pub async fn remux(
     let Prepared {
         format,
         layout,
-        container,
+        output,
+        native,
         salvage,
         head,
     } = prepared;
@@ -276,7 +287,7 @@ pub async fn remux(
         Layout::Timeslice => {
             // Byte concatenation into one remux: the chunks are one byte stream.
             cmd.args(["-f", format.demuxer(), "-i", "pipe:0"]);
-            output_args(&mut cmd, container, out, &listing);
+            output_args(&mut cmd, output, out, &listing);
             if salvage {
                 let feed = move |stdin| salvage_stream(source, format, head, stdin);
                 let (inventory, lost) = run(cmd, total, progress, Some(feed)).await?;
@@ -291,13 +302,13 @@ pub async fn remux(
             let files = Files {
                 source,
                 format,
-                ext: container.extension(),
+                ext: native.extension(),
                 work,
             };
             let (list_path, inventory, lost) = files.write(head, salvage).await?;
             cmd.args(["-f", "concat", "-safe", "0", "-i"])
                 .arg(&list_path);
-            output_args(&mut cmd, container, out, &listing);
+            output_args(&mut cmd, output, out, &listing);
             run::<_, _, ()>(cmd, total, progress, None::<fn(_) -> std::future::Ready<_>>).await?;
             (inventory, salvage.then_some(lost))
         }
@@ -509,17 +520,18 @@ pub async fn merge(
     source: &dyn ChunkSource,
     work: &Path,
     salvage: bool,
+    asked: OutputFormat,
     progress: &(dyn Fn(u8) + Send + Sync),
 ) -> Result<Merged> {
-    let prepared = prepare(source, salvage).await?;
-    let (container, layout) = (prepared.container, prepared.layout);
-    let out = output_path(work, container);
+    let prepared = prepare(source, salvage, asked).await?;
+    let (output, layout) = (prepared.output, prepared.layout);
+    let out = output_path(work, output.container);
     let remuxed = remux(ffmpeg, source, prepared, work, &out, progress).await?;
-    let info = describe(ffmpeg, &out, container, layout, &remuxed).await?;
+    let info = describe(ffmpeg, &out, output, layout, &remuxed).await?;
     progress(100);
     Ok(Merged {
         path: out,
-        container,
+        container: output.container,
         info,
     })
 }
@@ -528,13 +540,23 @@ pub fn output_path(work: &Path, container: Container) -> PathBuf {
     work.join(format!("output.{}", container.extension()))
 }
 
-/// The output file, and the `framecrc` listing of the same packets at `listing`.
-fn output_args(cmd: &mut Command, container: Container, out: &Path, listing: &Path) {
+/// The output file, and the `framecrc` listing of the packets that went in at `listing` (the
+/// same packets as the output's, unless a stream is re-encoded).
+fn output_args(cmd: &mut Command, output: Output, out: &Path, listing: &Path) {
     cmd.args(["-map", "0", "-c", "copy"]);
-    if container == Container::Mp4 {
+    if output.h264 {
+        // One frame out for each frame in, at its time; even dimensions, as 4:2:0 needs.
+        cmd.args(["-c:v", "libx264", "-preset", "veryfast", "-crf", "23"])
+            .args(["-pix_fmt", "yuv420p", "-fps_mode", "passthrough"])
+            .args(["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]);
+    }
+    if output.aac {
+        cmd.args(["-c:a", "aac", "-b:a", "160k"]);
+    }
+    if output.container == Container::Mp4 {
         cmd.args(["-movflags", "+faststart"]);
     }
-    cmd.args(["-f", muxer(container), "-y"]).arg(out);
+    cmd.args(["-f", muxer(output.container), "-y"]).arg(out);
     cmd.args(["-map", "0", "-c", "copy", "-f", "framecrc", "-y"])
         .arg(listing);
 }
@@ -726,10 +748,11 @@ where
 pub async fn describe(
     ffmpeg: &Ffmpeg,
     out: &Path,
-    container: Container,
+    output: Output,
     layout: Layout,
     remuxed: &Remuxed,
 ) -> Result<OutputInfo> {
+    let container = output.container;
     remuxed.check().await?;
     let report = &remuxed.packets;
     report.check(remuxed.lost.is_some())?;
@@ -741,12 +764,12 @@ pub async fn describe(
     cmd.arg("-i")
         .arg(out)
         .args(["-map", "0", "-c", "copy", "-t", "0", "-f", "null", "-"]);
-    let output = cmd
+    let read_back = cmd
         .output()
         .await
         .map_err(|e| Error::FfmpegFailed(format!("running ffmpeg: {e}")))?;
-    let errors = String::from_utf8_lossy(&output.stderr);
-    if !output.status.success() {
+    let errors = String::from_utf8_lossy(&read_back.stderr);
+    if !read_back.status.success() {
         return Err(Error::OutputInvalid(format!(
             "ffmpeg cannot read it back: {errors}"
         )));
@@ -763,6 +786,21 @@ pub async fn describe(
         .len();
     let video = report.video();
     let audio = report.audio();
+    // A stream re-encoded is what the file says it is now (and must be what was asked for).
+    let codec =
+        |kind: &str, listed: Option<&super::plan::StreamReport>, encoded: bool, to: &str| {
+            if !encoded {
+                return Ok(listed.map(|s| s.codec.clone()));
+            }
+            match stream_codec(&errors, kind) {
+                Some(c) if c == to => Ok(Some(c)),
+                found => Err(Error::OutputInvalid(format!(
+                    "the {kind} stream was to be {to}, and is {found:?}"
+                ))),
+            }
+        };
+    let video_codec = codec("Video", video, output.h264, "h264")?;
+    let audio_codec = codec("Audio", audio, output.aac, "aac")?;
     let frame_rate = video
         .filter(|v| v.packets > 1 && v.span_seconds() > 0.0)
         .map(|v| ((v.packets - 1) as f64 / v.span_seconds() * 100.0).round() / 100.0);
@@ -772,8 +810,8 @@ pub async fn describe(
         layout: layout.as_str(),
         duration_s: (duration_s * 1000.0).round() / 1000.0,
         size_bytes,
-        video_codec: video.map(|v| v.codec.clone()),
-        audio_codec: audio.map(|a| a.codec.clone()),
+        video_codec,
+        audio_codec,
         width: video.and_then(|v| v.width),
         height: video.and_then(|v| v.height),
         frame_rate,

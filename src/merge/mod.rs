@@ -26,9 +26,8 @@ pub use self::ffmpeg::{Ffmpeg, Merged, OutputInfo, merge};
 pub use self::source::{ChunkSource, LocalChunks, StoredChunks};
 use self::upload::GrowingUpload;
 use crate::coord::{Coordinator, Failure, RecordingMeta, StateUpdate};
-use crate::domain::{Container, ObjectKey, RecordingId, RecordingState};
+use crate::domain::{Container, ObjectKey, OutputFormat, RecordingId, RecordingState};
 use crate::error::{Error, Result};
-use crate::metrics::metrics;
 use crate::notify::{EventKind, Notifier};
 use crate::queue::{Delivery, LocalJob, MergeJob, RedisQueue};
 use crate::records::Records;
@@ -157,7 +156,8 @@ impl Merger {
             Ok(Outcome::Deleted) => ("deleted", false),
             Err(_) => ("retried", false),
         };
-        metrics().merge(name, merged.then(|| started.elapsed()));
+        let took = merged.then(|| started.elapsed());
+        self.records.metrics().merge(name, took);
         outcome
     }
 
@@ -202,7 +202,10 @@ impl Merger {
         let count = meta
             .chunk_count
             .ok_or_else(|| Error::Internal("stopped recording has no chunk count".into()))?;
-        match self.merge_and_upload(id, count, meta.salvage).await {
+        match self
+            .merge_and_upload(id, count, meta.salvage, meta.format)
+            .await
+        {
             Ok(output) => {
                 let update = StateUpdate {
                     output: Some(output.to_string()),
@@ -369,6 +372,7 @@ impl Merger {
         id: &RecordingId,
         count: u32,
         salvage: bool,
+        format: OutputFormat,
     ) -> Result<serde_json::Value> {
         let source = StoredChunks {
             store: self.store.clone(),
@@ -383,8 +387,9 @@ impl Merger {
             .prefix(&format!("merge-{id}-"))
             .tempdir_in(&self.settings.work_dir)
             .map_err(|e| Error::Internal(format!("creating merge work dir: {e}")))?;
-        let prepared = ffmpeg::prepare(&source, salvage).await?;
-        let (container, layout) = (prepared.container, prepared.layout);
+        let prepared = ffmpeg::prepare(&source, salvage, format).await?;
+        let (output, layout) = (prepared.output, prepared.layout);
+        let container = output.container;
         let key = ObjectKey::output(id, container);
         let out = ffmpeg::output_path(work.path(), container);
         let content_type = ffmpeg::content_type(container);
@@ -436,7 +441,7 @@ impl Merger {
         // Check while the last parts go up (and cut the poster from the file while it is
         // here); complete only if the output is whole.
         let described = async {
-            let info = ffmpeg::describe(ffmpeg, &out, container, layout, &remuxed).await?;
+            let info = ffmpeg::describe(ffmpeg, &out, output, layout, &remuxed).await?;
             let poster = match info.video_frames {
                 0 => None,
                 _ => {

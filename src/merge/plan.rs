@@ -1,7 +1,7 @@
 //! Pure merge decisions: what kind of recording the chunks form, which container the output
 //! gets, and whether ffmpeg's packet listing of the output shows a whole recording.
 
-use crate::domain::Container;
+use crate::domain::{Container, OutputFormat};
 use crate::error::{Error, Result};
 
 const EBML_MAGIC: [u8; 4] = [0x1A, 0x45, 0xDF, 0xA3];
@@ -105,6 +105,100 @@ fn matroska_codecs(header: &[u8]) -> (Option<&'static str>, Option<&'static str>
         .find(|(id, _)| has(id))
         .map(|(_, name)| name);
     (video, audio)
+}
+
+/// The video and audio codecs an MP4 header names (its sample entries), after the `ftyp` box,
+/// whose brands may name `avc1` whatever the video is.
+fn mp4_codecs(header: &[u8]) -> (Option<&'static str>, Option<&'static str>) {
+    let ftyp = header
+        .get(..4)
+        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    let rest = header.get(ftyp..).unwrap_or_default();
+    let has = |fourcc: &[u8; 4]| rest.windows(4).any(|w| w == fourcc);
+    let video = [
+        (b"vp09", "vp9"),
+        (b"av01", "av1"),
+        (b"avc1", "h264"),
+        (b"avc3", "h264"),
+        (b"hvc1", "hevc"),
+        (b"hev1", "hevc"),
+    ]
+    .into_iter()
+    .find(|(id, _)| has(id))
+    .map(|(_, name)| name);
+    let audio = [(b"Opus", "opus"), (b"mp4a", "aac")]
+        .into_iter()
+        .find(|(id, _)| has(id))
+        .map(|(_, name)| name);
+    (video, audio)
+}
+
+/// The recording's video and audio codecs, as its header names them.
+pub fn codecs(format: Format, header: &[u8]) -> (Option<&'static str>, Option<&'static str>) {
+    let head = &header[..header.len().min(64 * 1024)];
+    match format {
+        Format::Matroska => matroska_codecs(head),
+        Format::Mp4 => mp4_codecs(head),
+    }
+}
+
+/// What the merge writes: the container, and whether the video is re-encoded to H.264 and the
+/// audio to AAC (else each is copied).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Output {
+    pub container: Container,
+    pub h264: bool,
+    pub aac: bool,
+}
+
+impl Output {
+    /// Whether any stream is re-encoded.
+    pub fn encodes(&self) -> bool {
+        self.h264 || self.aac
+    }
+}
+
+/// What the merge makes of a recording whose header is `header`, as `asked`: its own container
+/// ([`output_container`]), or an MP4, with the video re-encoded when it is VP8, VP9 or AV1 and
+/// `transcode` was asked for (`TranscodeRequired` when it was not), and the audio converted to
+/// AAC when asked, when the video is re-encoded, or when it is Vorbis (which MP4 does not carry).
+pub fn output(format: Format, header: &[u8], asked: OutputFormat) -> Result<Output> {
+    if !asked.mp4 {
+        return Ok(Output {
+            container: output_container(format, header),
+            h264: false,
+            aac: false,
+        });
+    }
+    let (video, audio) = codecs(format, header);
+    let h264 = match video {
+        Some(video) => asked.video_for_mp4(video)?,
+        None => false,
+    };
+    let aac = match audio {
+        Some("opus") => asked.aac || h264,
+        Some("vorbis") => true,
+        _ => false,
+    };
+    Ok(Output {
+        container: Container::Mp4,
+        h264,
+        aac,
+    })
+}
+
+/// The codec of the first `kind` (`Video` or `Audio`) stream ffmpeg lists when it opens a
+/// file: `Stream #0:0[0x1](und): Video: h264 (High) (avc1 / 0x31637661), …` is `h264`.
+pub fn stream_codec(stderr: &str, kind: &str) -> Option<String> {
+    let marker = format!(": {kind}: ");
+    stderr
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Stream #"))
+        .find_map(|l| {
+            let rest = &l[l.find(&marker)? + marker.len()..];
+            let end = rest.find([' ', ',']).unwrap_or(rest.len());
+            Some(rest[..end].to_owned())
+        })
 }
 
 /// The output container: WebM when the codecs allow it (VP8/VP9/AV1 with Opus/Vorbis),
@@ -370,6 +464,73 @@ mod tests {
             Container::Matroska
         );
         assert_eq!(output_container(Format::Mp4, b""), Container::Mp4);
+    }
+
+    #[test]
+    fn stream_codecs_are_read_from_what_ffmpeg_lists() {
+        let stderr = "Input #0, mov,mp4, from 'o.mp4':\n  Duration: 00:00:12.10\n  \
+            Stream #0:0[0x1](und): Video: h264 (High) (avc1 / 0x31637661), yuv420p, 480x270\n  \
+            Stream #0:1[0x2](und): Audio: aac (LC) (mp4a / 0x6134706D), 48000 Hz\n";
+        assert_eq!(stream_codec(stderr, "Video").as_deref(), Some("h264"));
+        assert_eq!(stream_codec(stderr, "Audio").as_deref(), Some("aac"));
+        assert_eq!(
+            stream_codec("  Stream #0:0: Audio: opus, 48000 Hz", "Audio").as_deref(),
+            Some("opus")
+        );
+        assert_eq!(stream_codec(stderr, "Subtitle"), None);
+    }
+
+    #[test]
+    fn an_mp4_is_remuxed_from_h264_and_re_encoded_from_vp8_only_when_asked() {
+        let mkv = |ids: &str| {
+            let mut h = vec![0x1A, 0x45, 0xDF, 0xA3];
+            h.extend_from_slice(ids.as_bytes());
+            h
+        };
+        let mp4 = OutputFormat {
+            mp4: true,
+            ..OutputFormat::default()
+        };
+        let plan = |header: &[u8], format, asked| output(format, header, asked);
+        let avc = mkv("..V_MPEG4/ISO/AVC..A_OPUS");
+        assert_eq!(
+            plan(&avc, Format::Matroska, mp4).unwrap(),
+            Output {
+                container: Container::Mp4,
+                h264: false,
+                aac: false
+            }
+        );
+        let aac = OutputFormat { aac: true, ..mp4 };
+        assert!(plan(&avc, Format::Matroska, aac).unwrap().aac);
+        let vp8 = mkv("..V_VP8..A_OPUS");
+        assert!(matches!(
+            plan(&vp8, Format::Matroska, mp4),
+            Err(Error::TranscodeRequired { .. })
+        ));
+        let transcode = OutputFormat {
+            transcode: true,
+            ..mp4
+        };
+        assert_eq!(
+            plan(&vp8, Format::Matroska, transcode).unwrap(),
+            Output {
+                container: Container::Mp4,
+                h264: true,
+                aac: true
+            }
+        );
+        assert_eq!(
+            plan(&vp8, Format::Matroska, OutputFormat::default())
+                .unwrap()
+                .container,
+            Container::WebM
+        );
+        // An fMP4's brands may say avc1 whatever its video is: its sample entry decides.
+        let mut vp9 = 24u32.to_be_bytes().to_vec();
+        vp9.extend_from_slice(b"ftypisomavc1mp41iso6....moov....vp09....Opus");
+        assert_eq!(codecs(Format::Mp4, &vp9), (Some("vp9"), Some("opus")));
+        assert!(plan(&vp9, Format::Mp4, mp4).is_err());
     }
 
     #[test]

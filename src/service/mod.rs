@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -18,8 +18,8 @@ pub use owned::{DEFAULT_PAGE, MAX_PAGE, Page};
 use crate::auth::Auth;
 use crate::coord::{Claim, Coordinator, NewRecording, RecordingMeta, Slot, StateUpdate};
 use crate::domain::{
-    ChunkDigest, ChunkIndex, ChunkRecord, MediaType, Metadata, ObjectKey, Owner, Rate, RecordingId,
-    RecordingState, Sha256Checksum, UploadToken,
+    ChunkDigest, ChunkIndex, ChunkRecord, MediaType, Metadata, ObjectKey, OutputFormat, Owner,
+    Rate, RecordingId, RecordingState, Sha256Checksum, UploadToken,
 };
 use crate::error::{Error, Result};
 use crate::notify::{EventKind, Notifier};
@@ -96,6 +96,37 @@ impl Ingest {
             Self::Server => "server",
             Self::Presigned => "presigned",
             Self::WebSocket => "websocket",
+        }
+    }
+}
+
+/// What a create asks for, over HTTP or the WebSocket.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateRequest {
+    pub mime_type: String,
+    /// The app's user the recording is for (with an API key; a JWT names its own).
+    pub owner: Option<String>,
+    /// The app's own strings, returned wherever the recording is.
+    pub metadata: Option<serde_json::Value>,
+    /// `mp4`: an MP4 for every browser; `native` (the default): the recording's container.
+    pub output: Option<String>,
+    /// With `mp4`: re-encode VP8, VP9 or AV1 to H.264 + AAC.
+    pub transcode: Option<bool>,
+    /// With `mp4`: `aac` converts Opus audio; `copy` (the default) keeps it.
+    pub audio: Option<String>,
+}
+
+impl CreateRequest {
+    /// A recording of `mime_type`, with everything else as default.
+    pub fn of(mime_type: &str) -> Self {
+        Self {
+            mime_type: mime_type.to_owned(),
+            owner: None,
+            metadata: None,
+            output: None,
+            transcode: None,
+            audio: None,
         }
     }
 }
@@ -187,6 +218,9 @@ pub struct StatusView {
     /// The app's own data, given at create.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Value>,
+    /// The output asked for at create, unless the default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<serde_json::Value>,
     /// Once ready: a presigned URL of the video (what `GET …/download` redirects to), so a
     /// client that polls needs no redirect.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -230,6 +264,7 @@ impl StatusView {
             lost: output.as_ref().and_then(|o| o.get("lost").cloned()),
             abandoned: meta.abandoned,
             metadata: (!meta.metadata.is_empty()).then(|| meta.metadata.to_json()),
+            format: (!meta.format.is_default()).then(|| meta.format.to_json()),
             output,
             download_url: None,
             poster_url: None,
@@ -318,7 +353,7 @@ impl Recordings {
     ) -> ChunkReceipt {
         let id = &meta.id;
         if let Some(bytes_received) = committed {
-            crate::metrics::metrics().chunk(via.as_str(), size);
+            self.records.metrics().chunk(via.as_str(), size);
             self.records
                 .add_tenant_bytes(&meta.owner.tenant, size as i64)
                 .await;
@@ -348,15 +383,23 @@ impl Recordings {
         self.records.coordinator()
     }
 
-    /// Create a recording of `owner` (see [`Recordings::creator`]): its coordination state, its
-    /// manifest, its entries in its tenant's and owner's listings, and its `active/` marker.
-    pub async fn create(
-        &self,
-        mime_type: &str,
-        owner: Owner,
-        metadata: Metadata,
-    ) -> Result<Created> {
-        let media = MediaType::parse(mime_type)?;
+    /// Create a recording of `owner` (see [`Recordings::creator`]) as `request` asks: its
+    /// coordination state, its manifest, its entries in its tenant's and owner's listings, and
+    /// its `active/` marker.
+    pub async fn create(&self, request: &CreateRequest, owner: Owner) -> Result<Created> {
+        let media = MediaType::parse(&request.mime_type)?;
+        let metadata = request
+            .metadata
+            .as_ref()
+            .map(Metadata::parse)
+            .transpose()?
+            .unwrap_or_default();
+        let format = OutputFormat::parse(
+            request.output.as_deref(),
+            request.transcode,
+            request.audio.as_deref(),
+            &media,
+        )?;
         if let Some(max) = self.limits().max_active_recordings
             && self.records.unfinished_of(&owner, max).await? >= max
         {
@@ -373,6 +416,7 @@ impl Recordings {
             token_hash: token.hash(),
             owner,
             metadata,
+            format,
         };
         self.coordinator().create(&new).await?;
         let created = self.records.record(&id).await?;
@@ -925,6 +969,7 @@ pub(crate) mod testing {
             coord.clone(),
             queue,
             webhooks,
+            Arc::new(crate::metrics::Metrics::new()),
             Limits::default(),
         );
         let recordings = Recordings::new(
@@ -934,7 +979,7 @@ pub(crate) mod testing {
             RateLimits::default(),
         );
         let created = recordings
-            .create("video/webm", Owner::anonymous(), Metadata::default())
+            .create(&CreateRequest::of("video/webm"), Owner::anonymous())
             .await
             .unwrap();
         let id = RecordingId::parse(&created.recording_id).unwrap();

@@ -27,7 +27,7 @@ pub use self::sqs::{Queued, SqsOutbox};
 use crate::coord::{RecordingMeta, now_ms};
 use crate::domain::Tenant;
 use crate::error::Result;
-use crate::metrics::metrics;
+use crate::metrics::Metrics;
 use crate::service::{StatusView, rfc3339};
 use crate::shutdown::Shutdown;
 
@@ -110,10 +110,11 @@ pub struct Webhooks {
     settings: WebhookSettings,
     outbox: Arc<dyn Outbox>,
     sender: Option<Sender>,
+    metrics: Arc<Metrics>,
 }
 
 impl Webhooks {
-    pub fn new(settings: WebhookSettings, outbox: Arc<dyn Outbox>) -> Self {
+    pub fn new(settings: WebhookSettings, outbox: Arc<dyn Outbox>, metrics: Arc<Metrics>) -> Self {
         let sender = settings
             .secret
             .clone()
@@ -122,6 +123,7 @@ impl Webhooks {
             settings,
             outbox,
             sender,
+            metrics,
         }
     }
 
@@ -130,6 +132,7 @@ impl Webhooks {
         Self::new(
             WebhookSettings::default(),
             Arc::new(MemoryOutbox::default()),
+            Arc::new(Metrics::new()),
         )
     }
 
@@ -249,13 +252,13 @@ impl Webhooks {
         async {
             match attempt {
                 Attempt::Delivered => {
-                    metrics().webhook("delivered");
+                    self.metrics.webhook("delivered");
                     info!(attempts, "webhook delivered");
                     self.outbox.remove(&delivery.id).await
                 }
                 Attempt::Refused(why) => self.dead_letter(&delivery, &why).await,
                 Attempt::Failed(why) => {
-                    metrics().webhook("failed");
+                    self.metrics.webhook("failed");
                     let jitter = f64::from(u32::from_le_bytes(crate::domain::random_bytes()))
                         / f64::from(u32::MAX);
                     let wait = backoff(attempts, self.settings.retry_min, jitter);
@@ -274,7 +277,7 @@ impl Webhooks {
     }
 
     async fn dead_letter(&self, delivery: &Delivery, why: &str) -> Result<()> {
-        metrics().webhook("dead_lettered");
+        self.metrics.webhook("dead_lettered");
         error!(
             attempts = delivery.attempts,
             url = %delivery.url,

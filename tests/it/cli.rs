@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use crate::common::fixtures::Recording;
 use crate::common::upload::{Path, Plan, upload};
@@ -143,11 +142,8 @@ async fn operators_list_show_and_delete_recordings_from_the_store() {
             .stop(0, &rec, fixture.chunks.len() as u32)
             .await
             .expect(202);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while client.status(0, &rec).await["status"] != "ready" {
-            assert!(Instant::now() < deadline, "{name}: not ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let status = client.until_finished(&rec).await;
+        assert_eq!(status["status"], "ready", "{name}: {status}");
         let other = client.create(&fixture.mime_type).await;
 
         let (ok, out, err) = screenrec(&["recordings", "list", "--limit", "1"], &app.env);

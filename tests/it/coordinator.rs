@@ -40,6 +40,7 @@ async fn new_recording(c: &dyn Coordinator) -> RecordingId {
         token_hash: UploadToken::generate().hash(),
         owner: Owner::anonymous(),
         metadata: Metadata::default(),
+        format: Default::default(),
     })
     .await
     .unwrap();

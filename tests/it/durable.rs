@@ -199,14 +199,8 @@ async fn check_download(
     let url = status["downloadUrl"]
         .as_str()
         .unwrap_or_else(|| panic!("{label}: no download URL: {status}"));
-    let res = client.http.get(url).send().await.unwrap();
-    assert!(
-        res.status().is_success(),
-        "{label}: download {}",
-        res.status()
-    );
     let file = dir.join(format!("{}.webm", label.replace([' ', '/', ','], "-")));
-    std::fs::write(&file, res.bytes().await.unwrap()).unwrap();
+    client.fetch(url, &file).await;
     assert_matches_reference(&file, reference, label);
 }
 

@@ -13,6 +13,7 @@ mod limits;
 mod matrix;
 mod merge;
 mod metrics;
+mod mp4;
 mod notify;
 mod owners;
 mod quotas;

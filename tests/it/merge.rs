@@ -367,31 +367,10 @@ fn cli_salvages_what_it_can() {
     assert_eq!(frames(&report), (211 - 57, 0), "{report}");
 }
 
-async fn wait_for_terminal(client: &Client, rec: &Rec) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let s = client.status(0, rec).await;
-        if s["status"] == "ready" || s["status"] == "failed" {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "merge did not finish: {s}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Follow `GET /download` to the presigned URL and save the video.
 async fn download(client: &Client, rec: &Rec, to: &Path) -> reqwest::header::HeaderMap {
     let r = client.download(0, rec).await.expect(302);
-    let url = r["downloadUrl"].as_str().unwrap().to_owned();
-    let res = client.http.get(&url).send().await.unwrap();
-    assert!(
-        res.status().is_success(),
-        "download {url}: {}",
-        res.status()
-    );
-    let headers = res.headers().clone();
-    std::fs::write(to, res.bytes().await.unwrap()).unwrap();
-    headers
+    client.fetch(r["downloadUrl"].as_str().unwrap(), to).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,7 +396,7 @@ async fn every_fixture_becomes_a_downloadable_seekable_video_on_every_backend() 
                 .stop(0, &rec, fixture.chunks.len() as u32)
                 .await
                 .expect(202);
-            let status = wait_for_terminal(&client, &rec).await;
+            let status = client.until_finished(&rec).await;
             assert_eq!(status["status"], "ready", "{label}: {status}");
             assert!(
                 status["downloadUrl"].is_string() && status["expiresAt"].is_string(),
@@ -551,7 +530,7 @@ async fn damaged_recordings_fail_with_a_code_and_never_become_ready() {
             let rec = client.create(&f.mime_type).await;
             upload(&client, &rec, &chunks, Route::Server, Plan::default()).await;
             client.stop(0, &rec, chunks.len() as u32).await.expect(202);
-            let status = wait_for_terminal(&client, &rec).await;
+            let status = client.until_finished(&rec).await;
             assert_eq!(
                 status["status"], "failed",
                 "{} / {name}: {status}",
@@ -582,7 +561,7 @@ async fn damaged_recordings_fail_with_a_code_and_never_become_ready() {
             .stop(0, &rec, f.chunks.len() as u32)
             .await
             .expect(202);
-        let status = wait_for_terminal(&client, &rec).await;
+        let status = client.until_finished(&rec).await;
         assert_eq!(
             status["error"]["code"], "chunk_corrupted",
             "{}: {status}",
@@ -650,7 +629,7 @@ async fn salvage_is_asked_for_and_reported_in_the_status_the_manifest_and_the_ev
             ["stopping", "merging", "ready"].contains(&asked["status"].as_str().unwrap()),
             "{label}: {asked}"
         );
-        let status = wait_for_terminal(&client, &rec).await;
+        let status = client.until_finished(&rec).await;
         assert_eq!(status["status"], "ready", "{label}: {status}");
         assert_eq!(status["salvaged"], true, "{label}: {status}");
         assert_eq!(
@@ -716,7 +695,7 @@ async fn salvage_is_asked_for_and_reported_in_the_status_the_manifest_and_the_ev
                 .expect(200);
         }
         client.stop(0, &whole, count).await.expect(202);
-        let done = wait_for_terminal(&client, &whole).await;
+        let done = client.until_finished(&whole).await;
         assert_eq!(done["status"], "ready", "{label}: {done}");
         assert!(
             done.get("salvaged").is_none() && done.get("lost").is_none(),

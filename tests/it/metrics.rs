@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -100,11 +100,8 @@ async fn metrics_parse_and_move_with_a_recording() {
             .stop(0, rec, fixture.chunks.len() as u32)
             .await
             .expect(202);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while client.status(0, rec).await["status"] != "ready" {
-            assert!(Instant::now() < deadline, "{name}: not ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let status = client.until_finished(rec).await;
+        assert_eq!(status["status"], "ready", "{name}: {status}");
         receiver
             .until(Duration::from_secs(10), |r| {
                 r.iter().any(|d| {

@@ -210,7 +210,8 @@ async fn private_addresses_are_refused() {
     .await;
     app.client().create("video/webm").await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while screenrec::metrics::metrics().webhooks("dead_lettered") == 0 {
+    let metrics = app.state.recordings.records().metrics().clone();
+    while metrics.webhooks("dead_lettered") == 0 {
         assert!(Instant::now() < deadline, "not refused");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -14,6 +14,7 @@ pub fn root() -> PathBuf {
         })
 }
 
+#[derive(Clone)]
 pub struct Recording {
     pub name: String,
     pub mime_type: String,

@@ -260,20 +260,44 @@ impl Client {
     }
 
     pub async fn create(&self, mime: &str) -> Rec {
+        self.create_with(json!({ "mimeType": mime })).await
+    }
+
+    /// `POST /recordings` with `body`, which must be accepted.
+    pub async fn create_with(&self, body: Value) -> Rec {
         let body = self
-            .send(
-                0,
-                reqwest::Method::POST,
-                "/recordings",
-                None,
-                Some(json!({ "mimeType": mime })),
-            )
+            .send(0, reqwest::Method::POST, "/recordings", None, Some(body))
             .await
             .expect(201);
         Rec {
             id: body["recordingId"].as_str().unwrap().to_owned(),
             token: body["uploadToken"].as_str().unwrap().to_owned(),
         }
+    }
+
+    /// Poll the status until the recording is `ready` or `failed` (at most two minutes).
+    pub async fn until_finished(&self, rec: &Rec) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let s = self.status(0, rec).await;
+            if s["status"] == "ready" || s["status"] == "failed" {
+                return s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "merge did not finish: {s}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// GET `url` (a presigned URL) into the file `to`, which must succeed; its headers.
+    pub async fn fetch(&self, url: &str, to: &std::path::Path) -> reqwest::header::HeaderMap {
+        let res = self.http.get(url).send().await.unwrap();
+        assert!(res.status().is_success(), "GET {url}: {}", res.status());
+        let headers = res.headers().clone();
+        std::fs::write(to, res.bytes().await.unwrap()).unwrap();
+        headers
     }
 
     pub async fn send(
