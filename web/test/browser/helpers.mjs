@@ -29,7 +29,7 @@ export function log(...args) {
   console.log(`[${BACKEND}]`, ...args);
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -377,4 +377,31 @@ export async function probe(file) {
     video: stream('video') && { codec: stream('video').codec_name, packets: Number(stream('video').nb_read_packets), width: stream('video').width, height: stream('video').height },
     audio: stream('audio') && { codec: stream('audio').codec_name, packets: Number(stream('audio').nb_read_packets) },
   };
+}
+
+/** A real Chromium recording from tests/fixtures/mediarecorder: its media type, whether it has
+ * audio, and its chunks' bytes. */
+export function fixture(name) {
+  const dir = path.join(ROOT, 'tests/fixtures/mediarecorder', name);
+  const manifest = JSON.parse(readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+  return {
+    mimeType: manifest.mimeType,
+    hasAudio: manifest.hasAudio,
+    chunks: manifest.chunks.map((c) => readFileSync(path.join(dir, c.file))),
+  };
+}
+
+/** One API call from Node: its status and JSON body. Over the per-recording rate limit it waits
+ * as told and sends again, as a client does. */
+export async function call(base, method, route, { token, json, body } = {}) {
+  const headers = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (json) headers['content-type'] = 'application/json';
+  for (let attempt = 0; ; attempt++) {
+    const res = await fetch(`${base}${route}`, { method, headers, body: json ? JSON.stringify(json) : body });
+    const text = await res.text();
+    const answer = { status: res.status, body: text ? JSON.parse(text) : null };
+    if (res.status !== 429 || attempt >= 50) return answer;
+    await sleep(answer.body?.error?.retryAfterMs ?? 100);
+  }
 }

@@ -4,21 +4,14 @@
 // the whole recording except those strictly inside its lost ranges.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, test } from 'node:test';
-import { ARTIFACTS, ROOT, log, useServerAndBrowser } from './helpers.mjs';
+import { ARTIFACTS, call, fixture, log, sleep, useServerAndBrowser } from './helpers.mjs';
 
 const run = promisify(execFile);
-const FIXTURES = path.join(ROOT, 'tests/fixtures/mediarecorder');
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function fixture(name) {
-  const dir = path.join(FIXTURES, name);
-  const manifest = JSON.parse(readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
-  return { mimeType: manifest.mimeType, chunks: manifest.chunks.map((c) => readFileSync(path.join(dir, c.file))) };
-}
 
 /** The presentation times of a file's video packets, sorted. */
 async function videoTimes(file) {
@@ -27,19 +20,6 @@ async function videoTimes(file) {
   return stdout.split('\n').filter(Boolean).map((l) => parseFloat(l)).sort((a, b) => a - b);
 }
 
-async function call(base, method, route, { token, json, body } = {}) {
-  const headers = {};
-  if (token) headers.authorization = `Bearer ${token}`;
-  if (json) headers['content-type'] = 'application/json';
-  // Over the per-recording rate limit: wait as told and send again, as a client does.
-  for (let attempt = 0; ; attempt++) {
-    const res = await fetch(`${base}${route}`, { method, headers, body: json ? JSON.stringify(json) : body });
-    const text = await res.text();
-    const answer = { status: res.status, body: text ? JSON.parse(text) : null };
-    if (res.status !== 429 || attempt >= 50) return answer;
-    await sleep(answer.body?.error?.retryAfterMs ?? 100);
-  }
-}
 
 async function until(base, rec, states) {
   const deadline = Date.now() + 60_000;
