@@ -62,6 +62,8 @@ pub enum Error {
     TranscodeRequired { codec: String },
     #[error("request body is not valid JSON: {0}")]
     InvalidJson(String),
+    #[error("not a WebSocket handshake: {0}")]
+    UpgradeRequired(String),
     #[error("unsupported content type: {0}")]
     UnsupportedContentType(String),
     #[error("invalid WebSocket frame: {0}")]
@@ -181,6 +183,7 @@ impl Error {
             InvalidChunkCount(_) => "invalid_chunk_count",
             InvalidMimeType(_) => "invalid_mime_type",
             InvalidOutput(_) => "invalid_output",
+            UpgradeRequired(_) => "upgrade_required",
             TranscodeRequired { .. } => "transcode_required",
             InvalidJson(_) => "invalid_json",
             UnsupportedContentType(_) => "unsupported_content_type",
@@ -245,6 +248,7 @@ impl Error {
             | InvalidQuery(_)
             | EmptyChunk => StatusCode::BAD_REQUEST,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             ConnectionLimit(_) | RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             MissingToken | InvalidToken | MissingCredentials | InvalidCredentials(_) => {
                 StatusCode::UNAUTHORIZED

@@ -21,6 +21,13 @@ impl IntoResponse for Error {
                 .headers_mut()
                 .insert(axum::http::header::CONTENT_RANGE, v);
         }
+        if let Error::UpgradeRequired(_) = &self {
+            // RFC 9110: a 426 names the protocol to switch to.
+            response.headers_mut().insert(
+                axum::http::header::UPGRADE,
+                axum::http::HeaderValue::from_static("websocket"),
+            );
+        }
         if let Error::RateLimited { retry_after, .. } = self {
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             response

@@ -165,3 +165,32 @@ async fn readyz(State(app): State<AppState>) -> Result<impl IntoResponse> {
     app.recordings.ready().await?;
     Ok(Json(json!({ "status": "ready" })))
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every code `Error::code` can give is in the description's error schema, and no other.
+    #[test]
+    fn the_description_names_every_error_code() {
+        let source = include_str!("../error.rs");
+        let body = &source[source.find("pub fn code(&self)").unwrap()..];
+        let body = &body[..body.find("\n    }\n").unwrap()];
+        let mut codes: Vec<&str> = body
+            .split("=> \"")
+            .skip(1)
+            .map(|rest| &rest[..rest.find('"').unwrap()])
+            .collect();
+        codes.sort_unstable();
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        let listed = &doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]
+            ["enum"];
+        let mut listed: Vec<&str> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        listed.sort_unstable();
+        assert!(codes.len() > 50, "{codes:?}");
+        assert_eq!(listed, codes);
+    }
+}

@@ -73,7 +73,12 @@ pub async fn list(
     let caller = app.recordings.owner_of(credential.as_deref()).await?;
     Ok(Json(
         app.recordings
-            .list(&caller, limit, query.cursor.as_deref())
+            // An empty cursor is the first page, as no cursor is.
+            .list(
+                &caller,
+                limit,
+                query.cursor.as_deref().filter(|c| !c.is_empty()),
+            )
             .await?,
     ))
 }

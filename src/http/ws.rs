@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
 use bytes::Bytes;
@@ -162,15 +163,18 @@ const IDLE: Duration = Duration::from_secs(60);
 pub async fn upgrade(
     State(app): State<AppState>,
     ClientIp(client): ClientIp,
-    ws: WebSocketUpgrade,
-) -> Response {
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response> {
+    // Not a WebSocket handshake: a JSON error like every other, not axum's plain text.
+    let ws = ws.map_err(|e| Error::UpgradeRequired(e.body_text()))?;
     // Twice the chunk limit: a chunk somewhat over it is read and refused with a
     // `chunk_too_large` error frame naming its seq, on a socket that stays open; only a
     // message over this closes the socket (1009), and a browser may see that close as a reset.
     let max = (app.recordings.limits().max_chunk_bytes as usize).saturating_mul(2) + 64;
-    ws.max_message_size(max)
+    Ok(ws
+        .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| session(app, client, socket).instrument(info_span!("ws")))
+        .on_upgrade(move |socket| session(app, client, socket).instrument(info_span!("ws"))))
 }
 
 /// One open connection in `screenrec_websocket_connections`, for as long as it lives.

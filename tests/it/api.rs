@@ -506,16 +506,29 @@ async fn service_endpoints_answer() {
         "/recordings/{id}/stop",
         "/recordings/{id}/merge",
         "/recordings/{id}/download",
+        "/recordings/{id}/poster",
         "/files/{key}",
         "/ws",
         "/healthz",
         "/readyz",
+        "/metrics",
     ] {
         assert!(spec["paths"][path].is_object(), "openapi.json lacks {path}");
     }
     c.send(0, Method::GET, "/nowhere", None, None)
         .await
         .expect_error(404, "not_found");
+    // Not a WebSocket handshake: a JSON error, naming the protocol to switch to.
+    let plain = c
+        .http
+        .get(format!("{}/ws", c.bases[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 426);
+    assert_eq!(plain.headers()["upgrade"], "websocket");
+    let body: serde_json::Value = plain.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upgrade_required", "{body}");
 }
 
 /// The filesystem store's signed URLs: signature, expiry and HTTP Range.
