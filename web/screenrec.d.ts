@@ -41,6 +41,13 @@ export interface Timers {
   now(): number;
 }
 
+/** The container of the merged video (`output` in `POST /recordings`). */
+export type OutputContainer =
+  /** The recording's own container, without re-encoding: WebM, Matroska or MP4. */
+  | 'native'
+  /** An MP4 with `moov` first, which every browser plays: H.264 remuxed; VP8, VP9 and AV1 only with `transcode`. */
+  | 'mp4';
+
 export interface RecorderOptions {
   /** The server, e.g. `https://rec.example.com`. Default: the page's origin. */
   baseUrl?: string;
@@ -52,13 +59,26 @@ export interface RecorderOptions {
   /**
    * A recording the app's backend created (`POST /recordings` with its API key), so the page
    * never holds the key: the recorder uploads into it instead of creating one, in the format it
-   * was created with.
+   * was created with (its `mimeType`; `output`, `transcode` and `audio` are then a TypeError).
    */
   recording?: { recordingId: string; uploadToken: string };
   /** Default 'presigned'. */
   mode?: UploadMode;
   /** The recording format; default: the first of MIME_TYPES the browser supports. */
   mimeType?: string;
+  /**
+   * The merged video's container, sent as `output` in the create request. Default (when left
+   * out): the server's, 'native'. Not with `recording`, whose creator chose it.
+   */
+  output?: OutputContainer;
+  /**
+   * With `output: 'mp4'`: re-encode VP8, VP9 or AV1 video to H.264 (and its audio to AAC). Without
+   * it, an MP4 of such a `mimeType` is refused at start (server_refused, serverCode
+   * transcode_required). Sent only when given; the server's default is false.
+   */
+  transcode?: boolean;
+  /** With `output: 'mp4'`: 'aac' converts Opus audio to AAC, 'copy' keeps it. Sent only when given; the server's default is 'copy'. */
+  audio?: 'copy' | 'aac';
   /** Milliseconds of recording per MediaRecorder blob. Default 1000. */
   timeslice?: number;
   /** Blobs smaller than this are joined with the next one. Default 16 KiB. */
@@ -117,6 +137,8 @@ export interface ReadyVideo {
   recordingId: string;
   /** Presigned URL of the merged file; it expires at `expiresAt`. */
   downloadUrl: string;
+  /** Presigned URL of a JPEG poster (a keyframe near the start); absent when the video has no picture, or from a server without posters. */
+  posterUrl?: string;
   expiresAt?: string;
   durationS: number;
   sizeBytes: number;
@@ -158,7 +180,7 @@ export class ScreenrecError extends Error {
   readonly name: 'ScreenrecError';
   /** What happened, in terms a page can act on. */
   readonly code: ErrorCode;
-  /** The server's stable error code, when the server answered (e.g. chunk_too_large). */
+  /** The server's stable error code, when the server answered (e.g. chunk_too_large, transcode_required, invalid_output). */
   readonly serverCode?: string;
   readonly status?: number;
   /** Whether trying again later may work. */
@@ -206,7 +228,11 @@ export function requestCamera(constraints?: MediaStreamConstraints): Promise<Med
 /** Formats in order of preference. */
 export const MIME_TYPES: readonly string[];
 /** `preferred` if supported, else the first supported of MIME_TYPES. */
-export function pickMimeType(preferred?: string, MediaRecorderImpl?: { isTypeSupported(type: string): boolean }): string;
+export function pickMimeType(
+  preferred?: string,
+  MediaRecorderImpl?: { isTypeSupported(type: string): boolean },
+  options?: { /** Try the H.264 formats first (what `output: 'mp4'` without `transcode` needs). */ h264First?: boolean },
+): string;
 /** A getUserMedia / getDisplayMedia failure as a ScreenrecError. */
 export function mediaError(err: unknown, source?: 'screen' | 'camera'): ScreenrecError;
 /** Backoff before retry `attempt` (0-based): exponential, capped, half of it random. */

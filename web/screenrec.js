@@ -4,7 +4,7 @@
 //   const recorder = createRecorder(stream, { baseUrl: location.origin, mode: 'presigned' });
 //   recorder.on('progress', (p) => ...);
 //   await recorder.start();
-//   const video = await recorder.stop();   // { downloadUrl, durationS, sizeBytes, container }
+//   const video = await recorder.stop();   // { downloadUrl, posterUrl, durationS, sizeBytes, container }
 //
 // The pieces below (Api, UploadQueue, SocketChannel, EventStream) take fetch, WebSocket, crypto,
 // timers and random as options, so their retry, ordering and reconnect logic runs under node's
@@ -37,6 +37,8 @@ export const DEFAULTS = Object.freeze({
 });
 
 const MODES = ['presigned', 'server', 'websocket'];
+/** Recorder options that go in the create request as they are (the output format). */
+const FORMAT_OPTIONS = ['output', 'transcode', 'audio'];
 /**
  * Server error codes that mean "try again", whatever the transport: the server or its storage is
  * unavailable, or (checksum_mismatch) the bytes that arrived are not the bytes sent, so the same
@@ -104,6 +106,31 @@ function chunkRefused(seq, err) {
   });
 }
 
+/**
+ * A create refused for its output format (`output`, `transcode`, `audio`), in words that say what
+ * to change; any other error as it is.
+ */
+function createRefused(err, mimeType) {
+  let message;
+  if (err.serverCode === 'transcode_required') {
+    message = `Starting the recording: an MP4 of ${mimeType} needs its video re-encoded to H.264, which was not asked for. Start it with transcode: true, record in H.264 (e.g. mimeType 'video/mp4;codecs=avc1,opus'), or leave the output native.`;
+  } else if (err.serverCode === 'invalid_output') {
+    message = `Starting the recording: the server refused the output options (${err.details?.message || err.message}). output is 'native' or 'mp4'; transcode and audio ('copy' or 'aac') apply to 'mp4' only.`;
+  } else {
+    return err;
+  }
+  return new ScreenrecError(err.code, message, { serverCode: err.serverCode, status: err.status, retryable: err.retryable, details: err.details, cause: err });
+}
+
+/** The server could not merge the recording (a `recordingError` event, or a failed status). */
+function mergeFailed(code, reason) {
+  const message =
+    code === 'transcode_required'
+      ? `The server could not make an MP4 of this recording: its video must be re-encoded to H.264 (${reason}), which was not asked for. Record with transcode: true, or in H.264.`
+      : `The server could not put the recording together: ${reason}`;
+  return new ScreenrecError('merge_failed', message, { serverCode: code });
+}
+
 /** Map a getUserMedia/getDisplayMedia failure to a ScreenrecError. */
 export function mediaError(err, source = 'screen') {
   const what = source === 'camera' ? 'camera' : 'screen';
@@ -163,9 +190,10 @@ export async function requestCamera(constraints = { video: { width: 1280, height
 
 /**
  * The recording format to use: `preferred` when given and supported, else the first supported
- * entry of MIME_TYPES. Throws unsupported_browser / unsupported_format.
+ * entry of MIME_TYPES (the H.264 ones first with `h264First`, as an MP4 without transcoding
+ * needs). Throws unsupported_browser / unsupported_format.
  */
-export function pickMimeType(preferred, MediaRecorderImpl = globalThis.MediaRecorder) {
+export function pickMimeType(preferred, MediaRecorderImpl = globalThis.MediaRecorder, { h264First = false } = {}) {
   if (!MediaRecorderImpl) {
     throw new ScreenrecError('unsupported_browser', 'This browser cannot record video (it has no MediaRecorder). Use a current version of Chrome, Edge, Firefox or Safari.');
   }
@@ -174,7 +202,10 @@ export function pickMimeType(preferred, MediaRecorderImpl = globalThis.MediaReco
     if (supported(preferred)) return preferred;
     throw new ScreenrecError('unsupported_format', `This browser cannot record ${preferred}. Choose another format, or leave it to the automatic choice.`);
   }
-  const found = MIME_TYPES.find(supported);
+  // An MP4 without transcoding needs H.264: try those formats first.
+  const h264 = (t) => /avc1|h264/.test(t);
+  const order = h264First ? [...MIME_TYPES.filter(h264), ...MIME_TYPES.filter((t) => !h264(t))] : MIME_TYPES;
+  const found = order.find(supported);
   if (!found) {
     throw new ScreenrecError('unsupported_format', 'This browser cannot record any format the server accepts (WebM, Matroska or MP4).');
   }
@@ -322,8 +353,13 @@ export class Api {
     return data;
   }
 
-  create(mimeType) {
-    return this.request('POST', '/recordings', { json: { mimeType }, what: 'Starting the recording' });
+  /**
+   * Create a recording of `mimeType`. `output` ('native' or 'mp4'), `transcode` and `audio`
+   * ('copy' or 'aac') go in the body only when given (JSON leaves out the undefined ones), so the
+   * server's defaults apply otherwise.
+   */
+  create(mimeType, { output, transcode, audio } = {}) {
+    return this.request('POST', '/recordings', { json: { mimeType, output, transcode, audio }, what: 'Starting the recording' });
   }
 
   status(id, token) {
@@ -1034,8 +1070,11 @@ export class Recorder extends Emitter {
     if (opts.recording && !(typeof opts.recording.recordingId === 'string' && typeof opts.recording.uploadToken === 'string')) {
       throw new TypeError('recording must be { recordingId, uploadToken }, as the server created it');
     }
+    if (opts.recording && FORMAT_OPTIONS.some((k) => opts[k] !== undefined)) {
+      throw new TypeError(`${FORMAT_OPTIONS.join(', ')} are chosen at create: with recording, the app's backend chose them when it created it`);
+    }
     this.MediaRecorderImpl = opts.MediaRecorder || globalThis.MediaRecorder;
-    this.mimeType = pickMimeType(opts.mimeType, this.MediaRecorderImpl);
+    this.mimeType = pickMimeType(opts.mimeType, this.MediaRecorderImpl, { h264First: opts.output === 'mp4' && !opts.transcode });
     if (!stream || typeof stream.getTracks !== 'function' || stream.getTracks().length === 0) {
       throw new ScreenrecError('capture_failed', 'There is nothing to record: the stream has no tracks.');
     }
@@ -1093,10 +1132,11 @@ export class Recorder extends Emitter {
           this.mimeType = status.mimeType;
         }
       } else {
-        created = await withRetry(() => this.api.create(this.mimeType), retry);
+        const { output, transcode, audio } = this.options;
+        created = await withRetry(() => this.api.create(this.mimeType, { output, transcode, audio }), retry);
       }
     } catch (e) {
-      const err = e.code === 'network' ? new ScreenrecError('network', unreachable(this.options.baseUrl), { cause: e, retryable: true }) : e;
+      const err = e.code === 'network' ? new ScreenrecError('network', unreachable(this.options.baseUrl), { cause: e, retryable: true }) : createRefused(e, this.mimeType);
       this.#fail(err);
       throw err;
     }
@@ -1317,6 +1357,7 @@ export class Recorder extends Emitter {
       case 'recordingReady':
         this.#finish({
           downloadUrl: event.downloadUrl,
+          ...(event.posterUrl ? { posterUrl: event.posterUrl } : {}),
           expiresAt: event.expiresAt,
           durationS: event.durationS,
           sizeBytes: event.sizeBytes,
@@ -1325,7 +1366,7 @@ export class Recorder extends Emitter {
         });
         break;
       case 'recordingError':
-        this.#fail(new ScreenrecError('merge_failed', `The server could not put the recording together: ${event.message}`, { serverCode: event.code }));
+        this.#fail(mergeFailed(event.code, event.message));
         break;
       case 'recordingState':
         this.#onState(event.recording || {}, event.polled);
@@ -1346,16 +1387,18 @@ export class Recorder extends Emitter {
     if (recording.status === 'merging' && polled) this.#mergeProgress(this.mergePercent);
     if (recording.status === 'ready' && !this.result) {
       const out = recording.output || {};
+      // The status's presigned poster URL; absent when the video has no picture.
+      const poster = recording.posterUrl ? { posterUrl: recording.posterUrl } : {};
       this.api
         .downloadUrl(this.recordingId, this.token)
         .then((downloadUrl) =>
-          this.#finish({ downloadUrl, durationS: out.durationS, sizeBytes: out.sizeBytes, container: out.container, recordingId: this.recordingId }),
+          this.#finish({ downloadUrl, ...poster, durationS: out.durationS, sizeBytes: out.sizeBytes, container: out.container, recordingId: this.recordingId }),
         )
         .catch((e) => this.#fail(e));
     }
     if (recording.status === 'failed') {
       const e = recording.error || {};
-      this.#fail(new ScreenrecError('merge_failed', `The server could not put the recording together: ${e.message || e.code}`, { serverCode: e.code }));
+      this.#fail(mergeFailed(e.code, e.message || e.code));
     }
   }
 

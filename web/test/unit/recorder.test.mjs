@@ -65,6 +65,9 @@ describe('format choice', () => {
     const only = (ok) => ({ isTypeSupported: (t) => ok.includes(t) });
     assert.equal(pickMimeType(undefined, only(MIME_TYPES)), 'video/webm;codecs=vp9,opus');
     assert.equal(pickMimeType(undefined, only(['video/mp4'])), 'video/mp4');
+    // An MP4 without transcoding: H.264 first, then anything (the server says if it cannot).
+    assert.equal(pickMimeType(undefined, only(MIME_TYPES), { h264First: true }), 'video/webm;codecs=h264,opus');
+    assert.equal(pickMimeType(undefined, only(['video/webm;codecs=vp8,opus']), { h264First: true }), 'video/webm;codecs=vp8,opus');
     assert.equal(pickMimeType('video/webm;codecs=vp8,opus', only(MIME_TYPES)), 'video/webm;codecs=vp8,opus');
     assert.throws(() => pickMimeType('video/webm;codecs=hevc', only(MIME_TYPES)), (e) => e.code === 'unsupported_format');
     assert.throws(() => pickMimeType(undefined, only([])), (e) => e.code === 'unsupported_format');
@@ -307,6 +310,170 @@ describe('Recorder', () => {
     await clock.advance(500);
     assert.equal(recorder.durationMs, 1500);
     recorder.cancel();
+  });
+});
+
+describe('output format and poster', () => {
+  const VP8 = 'video/webm;codecs=vp8,opus';
+  const H264 = 'video/x-matroska;codecs=avc1,opus';
+  const creates = (server) => server.requests.filter((r) => r.key === 'POST /recordings').map((r) => r.body);
+
+  test('the create body carries output, transcode and audio when given, and only those', async () => {
+    const cases = [
+      [{}, { mimeType: VP8 }],
+      [{ output: 'mp4', transcode: true }, { mimeType: VP8, output: 'mp4', transcode: true }],
+      [{ output: 'mp4', audio: 'aac' }, { mimeType: VP8, output: 'mp4', audio: 'aac' }],
+      [{ output: 'native' }, { mimeType: VP8, output: 'native' }],
+      [{ output: 'mp4', transcode: false, audio: 'copy' }, { mimeType: VP8, output: 'mp4', transcode: false, audio: 'copy' }],
+    ];
+    for (const [options, body] of cases) {
+      const { recorder, server } = setup({ mimeType: VP8, ...options });
+      await recorder.start();
+      assert.deepEqual(creates(server), [body], JSON.stringify(options));
+      recorder.cancel();
+    }
+  });
+
+  test('a create retried after a 503 sends the same options again', async () => {
+    let unavailable = 1;
+    const { recorder, server, clock } = setup({
+      mimeType: H264,
+      output: 'mp4',
+      audio: 'aac',
+      routes: {
+        'POST /recordings': () =>
+          unavailable-- > 0 ? jsonResponse(503, { error: { code: 'storage_unavailable', message: 'down' } }) : jsonResponse(201, { recordingId: ID, uploadToken: 'tok' }),
+      },
+    });
+    const started = recorder.start();
+    await clock.advance(10_000);
+    await started;
+    assert.deepEqual(creates(server), [
+      { mimeType: H264, output: 'mp4', audio: 'aac' },
+      { mimeType: H264, output: 'mp4', audio: 'aac' },
+    ]);
+    assert.equal(recorder.state, 'recording');
+    recorder.cancel();
+  });
+
+  test('Api.create leaves out the options not given', async () => {
+    const bodies = [];
+    const api = new Api({
+      baseUrl: 'http://rec.test',
+      timers: new FakeClock(),
+      fetch: async (url, init) => {
+        bodies.push(JSON.parse(init.body));
+        return jsonResponse(201, { recordingId: ID, uploadToken: 'tok' });
+      },
+    });
+    await api.create(VP8);
+    await api.create(VP8, { output: 'mp4', transcode: true });
+    assert.deepEqual(bodies, [{ mimeType: VP8 }, { mimeType: VP8, output: 'mp4', transcode: true }]);
+  });
+
+  test('with a recording the app backend created, output options are a TypeError', () => {
+    for (const option of [{ output: 'mp4' }, { transcode: true }, { audio: 'aac' }]) {
+      assert.throws(() => setup({ recording: { recordingId: ID, uploadToken: 'from-backend' }, ...option }), TypeError, JSON.stringify(option));
+    }
+  });
+
+  test('a 400 transcode_required at create: a clear error with that code, no retry, recording failed', async () => {
+    const { recorder, server, mr, of } = setup({
+      mimeType: VP8,
+      output: 'mp4',
+      routes: {
+        'POST /recordings': () => jsonResponse(400, { error: { code: 'transcode_required', message: 'an MP4 of vp8 video needs "transcode": true (it is re-encoded to H.264)' } }),
+      },
+    });
+    let error;
+    await assert.rejects(recorder.start(), (e) => {
+      error = e;
+      return e instanceof ScreenrecError;
+    });
+    assert.equal(error.code, 'server_refused');
+    assert.equal(error.serverCode, 'transcode_required');
+    assert.equal(error.status, 400);
+    assert.equal(error.retryable, false);
+    assert.equal(error.details.code, 'transcode_required');
+    assert.match(error.message, /an MP4 of video\/webm;codecs=vp8,opus needs its video re-encoded to H\.264/);
+    assert.match(error.message, /transcode: true/);
+    assert.equal(creates(server).length, 1, 'a refusal is not retried');
+    assert.equal(recorder.state, 'failed');
+    assert.deepEqual(of('error'), [error]);
+    assert.equal(mr.instances.length, 0, 'nothing was recorded');
+    await assert.rejects(recorder.ready, (e) => e === error);
+  });
+
+  test('a 400 invalid_output at create says which options go together', async () => {
+    const { recorder } = setup({
+      transcode: true,
+      routes: { 'POST /recordings': () => jsonResponse(400, { error: { code: 'invalid_output', message: 'invalid output: transcode and audio apply to "output": "mp4" only' } }) },
+    });
+    await assert.rejects(
+      recorder.start(),
+      (e) =>
+        e.code === 'server_refused' &&
+        e.serverCode === 'invalid_output' &&
+        e.status === 400 &&
+        /transcode and audio apply to "output": "mp4" only/.test(e.message) &&
+        /'native' or 'mp4'/.test(e.message),
+    );
+  });
+
+  test('a merge that fails with transcode_required (only the chunks named the codec) says so', async () => {
+    const { recorder, ws, mr } = setup({ mimeType: 'video/webm', output: 'mp4' });
+    await recorder.start();
+    const sock = subscribe(ws);
+    mr.instances[0].data(10);
+    const stopped = recorder.stop();
+    await flush();
+    sock.reply({ type: 'recordingError', recordingId: ID, version: 1, code: 'transcode_required', message: 'an MP4 of vp9 video needs "transcode": true (it is re-encoded to H.264)' });
+    await assert.rejects(stopped, (e) => e.code === 'merge_failed' && e.serverCode === 'transcode_required' && /could not make an MP4 of this recording/.test(e.message));
+  });
+
+  test('the recordingReady event’s posterUrl is in the ready result; absent when the server sends none', async () => {
+    for (const posterUrl of ['http://store.test/poster.jpg?sig', undefined]) {
+      const { recorder, ws, mr, of } = setup({ output: 'mp4', transcode: true });
+      await recorder.start();
+      const sock = subscribe(ws);
+      mr.instances[0].data(10);
+      const stopped = recorder.stop();
+      await flush();
+      sock.reply({ type: 'recordingReady', recordingId: ID, version: 1, downloadUrl: 'http://store.test/out.mp4?sig', posterUrl, expiresAt: 'later', durationS: 3, sizeBytes: 99, container: 'mp4' });
+      const video = await stopped;
+      const expected = { recordingId: ID, downloadUrl: 'http://store.test/out.mp4?sig', expiresAt: 'later', durationS: 3, sizeBytes: 99, container: 'mp4' };
+      assert.deepEqual(video, posterUrl ? { ...expected, posterUrl } : expected);
+      assert.equal('posterUrl' in video, Boolean(posterUrl));
+      assert.deepEqual(of('ready'), [video]);
+      assert.equal(recorder.result, video);
+    }
+  });
+
+  test('polling: the ready status’s posterUrl is in the ready result', async () => {
+    let status = 'merging';
+    const { recorder, ws, mr, clock } = setup({
+      fallbackAfter: 1,
+      routes: {
+        'GET /recordings/\\w+': () =>
+          jsonResponse(
+            200,
+            status === 'ready'
+              ? { status, chunksReceived: 1, bytesReceived: 10, format: { output: 'mp4' }, output: { durationS: 2, sizeBytes: 5, container: 'mp4' }, downloadUrl: 'http://store.test/out.mp4?sig', posterUrl: 'http://store.test/poster.jpg?sig' }
+              : { status, chunksReceived: 1, bytesReceived: 10 },
+          ),
+        'GET /recordings/\\w+/download': () => jsonResponse(200, undefined, 'http://store.test/out.mp4?sig'),
+      },
+    });
+    await recorder.start();
+    ws.last().drop();
+    await flush();
+    assert.equal(recorder.eventsMode, 'polling');
+    mr.instances[0].data(10);
+    const stopped = recorder.stop();
+    await clock.advance(2000);
+    status = 'ready';
+    await clock.advance(2000);
+    assert.deepEqual(await stopped, { downloadUrl: 'http://store.test/out.mp4?sig', posterUrl: 'http://store.test/poster.jpg?sig', durationS: 2, sizeBytes: 5, container: 'mp4', recordingId: ID });
   });
 });
 
