@@ -60,6 +60,25 @@ function subscribe(ws) {
   return sock;
 }
 
+
+/** Start, lose the socket `drops` times (5 s apart) so that the recorder polls, record a chunk,
+ *  stop, and let the status turn ready (`ready()`): the ready result. */
+async function stopWhilePolling({ recorder, ws, mr, clock }, ready, drops = 1) {
+  await recorder.start();
+  for (let i = 0; i < drops; i++) {
+    if (i > 0) await clock.advance(5000);
+    ws.last().drop();
+  }
+  await flush();
+  assert.equal(recorder.eventsMode, 'polling');
+  mr.instances[0].data(10);
+  const stopped = recorder.stop();
+  await clock.advance(2000);
+  ready();
+  await clock.advance(2000);
+  return stopped;
+}
+
 describe('format choice', () => {
   test('the first supported type of the preference list, or the one asked for', () => {
     const only = (ok) => ({ isTypeSupported: (t) => ok.includes(t) });
@@ -269,18 +288,7 @@ describe('Recorder', () => {
         'GET /recordings/\\w+/download': () => jsonResponse(200, undefined, 'http://store.test/out.webm?sig'),
       },
     });
-    await recorder.start();
-    ws.last().drop();
-    await clock.advance(5000);
-    ws.last().drop();
-    await flush();
-    assert.equal(recorder.eventsMode, 'polling');
-    mr.instances[0].data(10);
-    const stopped = recorder.stop();
-    await clock.advance(2000);
-    status = 'ready';
-    await clock.advance(2000);
-    const video = await stopped;
+    const video = await stopWhilePolling({ recorder, ws, mr, clock }, () => (status = 'ready'), 2);
     assert.deepEqual(video, { downloadUrl: 'http://store.test/out.webm?sig', durationS: 2, sizeBytes: 5, container: 'webm', recordingId: ID });
     assert.ok(of('chunkSaved').length >= 1);
   });
@@ -464,16 +472,7 @@ describe('output format and poster', () => {
         'GET /recordings/\\w+/download': () => jsonResponse(200, undefined, 'http://store.test/out.mp4?sig'),
       },
     });
-    await recorder.start();
-    ws.last().drop();
-    await flush();
-    assert.equal(recorder.eventsMode, 'polling');
-    mr.instances[0].data(10);
-    const stopped = recorder.stop();
-    await clock.advance(2000);
-    status = 'ready';
-    await clock.advance(2000);
-    assert.deepEqual(await stopped, { downloadUrl: 'http://store.test/out.mp4?sig', posterUrl: 'http://store.test/poster.jpg?sig', durationS: 2, sizeBytes: 5, container: 'mp4', recordingId: ID });
+    assert.deepEqual(await stopWhilePolling({ recorder, ws, mr, clock }, () => (status = 'ready')), { downloadUrl: 'http://store.test/out.mp4?sig', posterUrl: 'http://store.test/poster.jpg?sig', durationS: 2, sizeBytes: 5, container: 'mp4', recordingId: ID });
   });
 });
 
