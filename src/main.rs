@@ -161,11 +161,8 @@ async fn merge_files(
     (output, transcode, audio): (&str, bool, &str),
     files: &[PathBuf],
 ) -> anyhow::Result<()> {
-    // The codecs are read from the chunks: the media type only has to name the container.
-    let any = screenrec::domain::MediaType::parse("video/webm").expect("a media type");
-    let asked =
-        screenrec::domain::OutputFormat::parse(Some(output), Some(transcode), Some(audio), &any)
-            .map_err(code_context)?;
+    let asked = screenrec::domain::OutputFormat::parse(Some(output), Some(transcode), Some(audio))
+        .map_err(code_context)?;
     let ffmpeg = Ffmpeg::locate(
         std::env::var_os("FFMPEG_PATH")
             .map(PathBuf::from)

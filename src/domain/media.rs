@@ -38,55 +38,84 @@ pub struct MediaType {
 
 const MAX_LEN: usize = 255;
 
+/// The media types a recorder writes that screenrec merges, and their containers.
+const ESSENCES: [(&str, Container); 7] = [
+    ("video/webm", Container::WebM),
+    ("audio/webm", Container::WebM),
+    ("video/x-matroska", Container::Matroska),
+    ("video/matroska", Container::Matroska),
+    ("audio/x-matroska", Container::Matroska),
+    ("video/mp4", Container::Mp4),
+    ("audio/mp4", Container::Mp4),
+];
+
+/// What [`MediaType::parse`] accepts, as the API description states it: an essence of
+/// [`ESSENCES`], then optionally `;codecs=` (a space may follow the `;`) and a list of codecs of
+/// letters, digits and dots, separated by `,` (a space may follow it), in double quotes or not.
+pub const PATTERN: &str = concat!(
+    "^(video/webm|audio/webm|video/x-matroska|video/matroska|audio/x-matroska|video/mp4|audio/mp4)",
+    "(; ?codecs=([A-Za-z0-9.]+(, ?[A-Za-z0-9.]+)*|\"[A-Za-z0-9.]+(, ?[A-Za-z0-9.]+)*\"))?$"
+);
+
 impl MediaType {
+    /// A `mimeType` as [`PATTERN`] describes it, at most 255 characters; anything else is
+    /// `invalid_mime_type`.
     pub fn parse(raw: &str) -> Result<Self> {
         let invalid = |why: &str| Error::InvalidMimeType(format!("{why}: {:?}", truncate(raw)));
-        if raw.is_empty() || raw.len() > MAX_LEN {
+        if raw.is_empty() || raw.chars().count() > MAX_LEN {
             return Err(invalid("it must be 1 to 255 characters"));
         }
-        // MediaRecorder writes `codecs=vp8,opus` unquoted, which RFC 2045 parsers refuse, so
-        // parameters are split here and only the essence goes through `mime`.
-        let mut parts = raw.split(';');
-        let essence_raw = parts.next().unwrap_or_default().trim();
-        let parsed: mime::Mime = essence_raw
-            .parse()
-            .map_err(|_| invalid("not a media type"))?;
-        let essence = parsed.essence_str().to_ascii_lowercase();
-        let container = match essence.as_str() {
-            "video/webm" | "audio/webm" => Container::WebM,
-            "video/x-matroska" | "video/matroska" | "audio/x-matroska" => Container::Matroska,
-            "video/mp4" | "audio/mp4" => Container::Mp4,
-            _ => {
-                return Err(invalid(
-                    "expected video/webm, video/x-matroska or video/mp4",
-                ));
+        let (essence, params) = match raw.split_once(';') {
+            Some((essence, params)) => (essence, Some(params)),
+            None => (raw, None),
+        };
+        // `mime` reads the type as RFC 6838 has it; the essence must also be written as it
+        // writes it (lower case, nothing around).
+        let parsed: Option<mime::Mime> = essence.parse().ok();
+        let known = parsed.filter(|m| m.essence_str() == essence);
+        let found = known.and_then(|m| ESSENCES.iter().find(|(e, _)| *e == m.essence_str()));
+        let Some((_, container)) = found else {
+            return Err(invalid(
+                "expected video/webm, video/x-matroska or video/mp4 (or their audio/ forms)",
+            ));
+        };
+        let codecs = match params {
+            None => Vec::new(),
+            Some(params) => {
+                let list = params
+                    .strip_prefix(' ')
+                    .unwrap_or(params)
+                    .strip_prefix("codecs=")
+                    .ok_or_else(|| invalid("the only parameter is codecs="))?;
+                let list = match list.strip_prefix('"') {
+                    Some(quoted) => quoted
+                        .strip_suffix('"')
+                        .ok_or_else(|| invalid("a quoted codecs list has no closing quote"))?,
+                    None => list,
+                };
+                let mut codecs = Vec::new();
+                for (i, item) in list.split(',').enumerate() {
+                    let item = if i > 0 {
+                        item.strip_prefix(' ').unwrap_or(item)
+                    } else {
+                        item
+                    };
+                    if item.is_empty()
+                        || !item.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+                    {
+                        return Err(invalid(
+                            "codecs are letters, digits and dots, separated by commas",
+                        ));
+                    }
+                    codecs.push(item.to_ascii_lowercase());
+                }
+                codecs
             }
         };
-        let mut codecs = Vec::new();
-        for param in parts.map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, value) = param
-                .split_once('=')
-                .ok_or_else(|| invalid("a parameter has no value"))?;
-            if name.trim().eq_ignore_ascii_case("codecs") {
-                codecs = value
-                    .trim()
-                    .trim_matches('"')
-                    .split(',')
-                    .map(|c| c.trim().to_ascii_lowercase())
-                    .filter(|c| !c.is_empty())
-                    .collect();
-            }
-        }
-        if codecs
-            .iter()
-            .any(|c| !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'))
-        {
-            return Err(invalid("codecs may hold only letters, digits and dots"));
-        }
         Ok(Self {
-            essence,
+            essence: essence.to_owned(),
             codecs,
-            container,
+            container: *container,
         })
     }
 
@@ -128,10 +157,18 @@ mod tests {
         let m = MediaType::parse("video/mp4; codecs=\"avc1.42E01E,opus\"").unwrap();
         assert_eq!(m.container(), Container::Mp4);
         assert_eq!(m.codecs(), ["avc1.42e01e", "opus"]);
-        assert_eq!(
-            MediaType::parse("VIDEO/WEBM").unwrap().to_string(),
-            "video/webm"
-        );
+        // What a recorder writes, exactly: not upper case, other parameters or stray spaces.
+        for refused in [
+            "VIDEO/WEBM",
+            "video/webm;",
+            "video/webm;x=1",
+            "video/webm;  codecs=vp8",
+            "video/webm;codecs=vp8,",
+            "video/webm;codecs=\"vp8",
+            "video/webm ",
+        ] {
+            assert!(MediaType::parse(refused).is_err(), "{refused:?}");
+        }
     }
 
     #[test]

@@ -16,8 +16,8 @@ pub use chunk::{
 };
 pub use id::RecordingId;
 pub use key::ObjectKey;
-pub use media::{Container, MediaType};
-pub use output::{OutputFormat, codec_family};
+pub use media::{Container, MediaType, PATTERN as MIME_TYPE_PATTERN};
+pub use output::OutputFormat;
 pub use owner::{MAX_METADATA_BYTES, Metadata, Owner, Subject, Tenant};
 pub use rate::{Rate, gcra};
 pub use state::RecordingState;

@@ -1,10 +1,10 @@
 //! What the app asks the merge to make of a recording: its own container (the default), or an
 //! MP4 that plays in every browser, remuxed from H.264 and, when asked, re-encoded from VP8, VP9
-//! or AV1, with Opus kept or converted to AAC.
+//! or AV1, with Opus kept or converted to AAC. Every combination the API description allows is
+//! accepted at create; the codecs are checked at the merge.
 
 use serde_json::{Value, json};
 
-use super::MediaType;
 use crate::error::{Error, Result};
 
 /// Video codecs an MP4 for every browser does not carry as they are.
@@ -20,31 +20,15 @@ pub struct OutputFormat {
     pub aac: bool,
 }
 
-/// A codec name as a `codecs` parameter or a container names it: `vp09.00.10.08` is `vp9`.
-pub fn codec_family(codec: &str) -> &str {
-    let codec = codec.split('.').next().unwrap_or(codec);
-    match codec {
-        "vp8" => "vp8",
-        "vp9" | "vp09" => "vp9",
-        "av1" | "av01" => "av1",
-        "avc1" | "avc3" | "h264" => "h264",
-        "hvc1" | "hev1" | "hevc" | "h265" => "hevc",
-        "opus" => "opus",
-        "vorbis" => "vorbis",
-        "mp4a" | "aac" => "aac",
-        other => other,
-    }
-}
-
 impl OutputFormat {
-    /// The create request's `output`, `transcode` and `audio`, for a recording of `media`: an
-    /// MP4 of VP8, VP9 or AV1 (as its `codecs` say) needs `transcode`, and the other two apply
-    /// to an MP4 only.
+    /// The create request's `output`, `transcode` and `audio`. `transcode` and `audio` apply to
+    /// an MP4 and are ignored otherwise; whether the recording's codecs need `transcode` is
+    /// decided at the merge, from its chunks (`transcode_required` then), since a media type
+    /// may not name them, or name them wrongly.
     pub fn parse(
         output: Option<&str>,
         transcode: Option<bool>,
         audio: Option<&str>,
-        media: &MediaType,
     ) -> Result<Self> {
         let mp4 = match output {
             None | Some("native") => false,
@@ -64,26 +48,11 @@ impl OutputFormat {
                 )));
             }
         };
-        let transcode = transcode.unwrap_or(false);
-        if !mp4 && (transcode || aac) {
-            return Err(Error::InvalidOutput(
-                "transcode and audio apply to \"output\": \"mp4\" only".into(),
-            ));
-        }
-        let format = Self {
+        Ok(Self {
             mp4,
-            transcode,
-            aac,
-        };
-        let video = media
-            .codecs()
-            .iter()
-            .map(|c| codec_family(c))
-            .find(|c| TRANSCODED.contains(c));
-        if let Some(codec) = video {
-            format.video_for_mp4(codec)?;
-        }
-        Ok(format)
+            transcode: mp4 && transcode.unwrap_or(false),
+            aac: mp4 && aac,
+        })
     }
 
     /// Whether `video` (a codec family) goes into this format re-encoded: `TranscodeRequired`
@@ -130,15 +99,9 @@ impl OutputFormat {
 mod tests {
     use super::*;
 
-    fn media(s: &str) -> MediaType {
-        MediaType::parse(s).unwrap()
-    }
-
     #[test]
     fn an_mp4_of_vp8_or_vp9_needs_transcode() {
-        let h264 = media("video/x-matroska;codecs=avc1,opus");
-        let vp9 = media("video/webm;codecs=vp9,opus");
-        let mp4 = OutputFormat::parse(Some("mp4"), None, None, &h264).unwrap();
+        let mp4 = OutputFormat::parse(Some("mp4"), None, None).unwrap();
         assert_eq!(
             mp4,
             OutputFormat {
@@ -147,50 +110,35 @@ mod tests {
             }
         );
         assert!(matches!(
-            OutputFormat::parse(Some("mp4"), None, None, &vp9),
+            mp4.video_for_mp4("vp9"),
             Err(Error::TranscodeRequired { codec }) if codec == "vp9"
         ));
-        let vp9_mp4 = OutputFormat::parse(Some("mp4"), Some(true), None, &vp9).unwrap();
-        assert!(vp9_mp4.video_for_mp4("vp9").unwrap());
-        assert!(!vp9_mp4.video_for_mp4("h264").unwrap());
-        // Codecs not named: decided at the merge.
-        let webm = media("video/webm");
-        let plain = OutputFormat::parse(Some("mp4"), None, Some("aac"), &webm).unwrap();
-        assert!(plain.video_for_mp4("vp8").is_err());
-        assert!(
-            OutputFormat::parse(
-                Some("mp4"),
-                None,
-                None,
-                &media("video/mp4;codecs=vp09.00.10.08")
-            )
-            .is_err()
-        );
+        assert!(!mp4.video_for_mp4("h264").unwrap());
+        let transcoded = OutputFormat::parse(Some("mp4"), Some(true), Some("aac")).unwrap();
+        assert!(transcoded.video_for_mp4("vp8").unwrap());
+        assert!(!transcoded.video_for_mp4("h264").unwrap());
+        // The native output re-encodes nothing, whatever else is asked.
+        let native = OutputFormat::parse(Some("native"), Some(true), Some("aac")).unwrap();
+        assert!(native.is_default());
+        assert!(!native.video_for_mp4("vp8").unwrap());
     }
 
     #[test]
-    fn options_apply_to_mp4_only_and_unknown_values_are_refused() {
-        let webm = media("video/webm");
-        for (output, transcode, audio) in [
-            (Some("avi"), None, None),
-            (Some(""), None, None),
-            (None, Some(true), None),
-            (Some("native"), None, Some("aac")),
-            (Some("mp4"), None, Some("mp3")),
+    fn unknown_values_are_refused() {
+        for (output, audio) in [
+            (Some("avi"), None),
+            (Some(""), None),
+            (Some("mp4"), Some("mp3")),
         ] {
             assert!(
                 matches!(
-                    OutputFormat::parse(output, transcode, audio, &webm),
+                    OutputFormat::parse(output, None, audio),
                     Err(Error::InvalidOutput(_))
                 ),
-                "{output:?} {transcode:?} {audio:?}"
+                "{output:?} {audio:?}"
             );
         }
-        assert!(
-            OutputFormat::parse(None, None, None, &webm)
-                .unwrap()
-                .is_default()
-        );
+        assert!(OutputFormat::parse(None, None, None).unwrap().is_default());
     }
 
     #[test]

@@ -9,16 +9,17 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
-/// The longest tenant or owner name, in bytes.
-const MAX_NAME_BYTES: usize = 256;
+/// The longest tenant or owner name, in characters.
+pub const MAX_NAME_CHARS: usize = 256;
 /// The largest metadata map, as compact JSON.
 pub const MAX_METADATA_BYTES: usize = 2048;
 
-/// A name (tenant or owner): 1 to 256 bytes of UTF-8 without control characters.
+/// A name (tenant or owner): 1 to 256 characters, none of them a control character (what the
+/// API description's `NAME_PATTERN` and length say).
 fn checked_name(what: &'static str, s: &str) -> Result<String> {
-    if s.is_empty() || s.len() > MAX_NAME_BYTES || s.chars().any(char::is_control) {
+    if s.is_empty() || s.chars().count() > MAX_NAME_CHARS || s.chars().any(char::is_control) {
         return Err(Error::InvalidOwner(format!(
-            "a {what} is 1 to {MAX_NAME_BYTES} bytes without control characters"
+            "a {what} is 1 to {MAX_NAME_CHARS} characters, none of them a control character"
         )));
     }
     Ok(s.to_owned())

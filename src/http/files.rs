@@ -11,6 +11,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
 use serde::Deserialize;
+
+use super::api_doc::ApiError;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
@@ -90,6 +92,26 @@ pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>
     Ok(Some(range))
 }
 
+/// A download through a signed URL (the directory store's presigned GET); one byte range.
+#[utoipa::path(
+    get,
+    path = "/files/{key}",
+    tag = "files",
+    summary = "Signed download (directory storage only); supports Range",
+    params(
+        ("key" = String, Path, description = "The object key the URL was signed for (may hold slashes)."),
+        ("expires" = u64, Query),
+        ("sig" = String, Query),
+        ("name" = Option<String>, Query, description = "Signed: the download's file name."),
+        ("Range" = Option<String>, Header, description = "One byte range: bytes=start-end."),
+    ),
+    responses(
+        (status = 200, description = "The object", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "A byte range", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = "4XX", response = ApiError),
+        (status = "5XX", response = ApiError),
+    )
+)]
 pub async fn get(
     State(app): State<AppState>,
     Path(raw_key): Path<String>,
@@ -132,6 +154,22 @@ pub async fn get(
 /// An upload through a signed URL, held to what it signed as S3 holds a presigned PUT: a
 /// signed size or checksum that the request does not carry is a signature that does not match
 /// (403), and a body that differs from the checksum it is sent with is `checksum_mismatch`.
+#[utoipa::path(
+    put,
+    path = "/files/{key}",
+    tag = "files",
+    summary = "Signed upload (directory storage only)",
+    params(
+        ("key" = String, Path, description = "The object key the URL was signed for (may hold slashes)."),
+        ("expires" = u64, Query),
+        ("sig" = String, Query),
+        ("size" = Option<u64>, Query, description = "Signed: the body must be this long (403 invalid_signature otherwise)."),
+        ("sha256" = Option<String>, Query, description = "Signed (hex): the request must send the same digest as x-amz-checksum-sha256 (403 invalid_signature otherwise) and the body must match it."),
+        ("x-amz-checksum-sha256" = Option<String>, Header, description = "Base64 of the body's SHA-256. A body that differs is refused (400 checksum_mismatch) and nothing is stored.", pattern = "^[A-Za-z0-9+/]{43}=$"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 200, description = "Stored"), (status = "4XX", response = ApiError), (status = "5XX", response = ApiError))
+)]
 pub async fn put(
     State(app): State<AppState>,
     Path(raw_key): Path<String>,

@@ -1,6 +1,7 @@
 //! The HTTP transport: one axum [`Router`] that `screenrec serve` listens with and the Lambda
 //! function hands to `lambda_http`.
 
+pub mod api_doc;
 mod error;
 mod extract;
 mod files;
@@ -20,12 +21,13 @@ use axum::http::HeaderValue;
 use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use serde_json::json;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use tracing::info_span;
 
+use self::api_doc::{ApiDoc, ApiError};
 pub use self::files::parse_range;
 use self::guard::{Bounds, Origins, TrustedProxies};
 use crate::error::{Error, Result};
@@ -33,9 +35,14 @@ use crate::metrics::RequestLabels;
 use crate::service::Recordings;
 use crate::shutdown::Shutdown;
 use crate::store::FsStore;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-/// The OpenAPI description of this API, served at `/openapi.json`.
-pub const OPENAPI: &str = include_str!("openapi.json");
+/// The signed file routes' description (their route is added by hand, see [`router`]).
+#[derive(OpenApi)]
+#[openapi(paths(files::get, files::put))]
+struct FilesDoc;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -65,25 +72,26 @@ pub fn router(state: AppState) -> Router {
         CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; sandbox"),
     );
-    let requests = Router::new()
-        .route(
-            "/recordings",
-            post(recordings::create).get(recordings::list),
-        )
-        .route(
-            "/recordings/{id}",
-            get(recordings::status).delete(recordings::delete),
-        )
-        .route("/recordings/{id}/chunks", post(recordings::grant))
-        .route("/recordings/{id}/chunks/{seq}", put(recordings::put_chunk))
-        .route(
-            "/recordings/{id}/chunks/{seq}/complete",
-            post(recordings::confirm),
-        )
-        .route("/recordings/{id}/stop", post(recordings::stop))
-        .route("/recordings/{id}/merge", post(recordings::merge))
-        .route("/recordings/{id}/download", get(recordings::download))
-        .route("/recordings/{id}/poster", get(recordings::poster))
+    // Each described route is routed by its description (utoipa-axum): neither can go without
+    // the other. The signed file URLs take a wildcard (`{*key}`), which a description cannot
+    // name, so that route is added by hand and described from its handlers in `ApiDoc`.
+    let (described, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(recordings::create, recordings::list))
+        .routes(routes!(recordings::status, recordings::delete))
+        .routes(routes!(recordings::grant))
+        .routes(routes!(recordings::put_chunk))
+        .routes(routes!(recordings::confirm))
+        .routes(routes!(recordings::stop))
+        .routes(routes!(recordings::merge))
+        .routes(routes!(recordings::download))
+        .routes(routes!(recordings::poster))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics_text))
+        .split_for_parts();
+    doc.merge(FilesDoc::openapi());
+    let description: Arc<str> = api_doc::json(doc).into();
+    let requests = described
         .route(
             "/files/{*key}",
             get(files::get).put(files::put).layer(files_policy),
@@ -91,19 +99,19 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(web::index))
         .route("/web/{name}", get(web::file))
         .route(
-            "/healthz",
-            get(|| async { Json(json!({ "status": "ok" })) }),
-        )
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .route(
             "/openapi.json",
-            get(|| async { ([(CONTENT_TYPE, "application/json")], OPENAPI) }),
+            get(move || async move {
+                (
+                    [(CONTENT_TYPE, "application/json")],
+                    description.to_string(),
+                )
+            }),
         )
         .fallback(|| async { Error::NotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(bounds, guard::bounded));
-    // A WebSocket lives for as long as its recording: no request deadline.
+    // A WebSocket lives for as long as its recording: no request deadline. Its protocol is
+    // described in the README (an OpenAPI description has no words for a WebSocket's messages).
     let sockets = Router::new().route("/ws", get(ws::upgrade));
     guard::secured(requests.merge(sockets))
         .layer(axum::middleware::from_fn_with_state(
@@ -145,6 +153,13 @@ async fn measured(State(app): State<AppState>, req: Request, next: Next) -> Resp
 }
 
 /// `GET /metrics`: this instance's metrics, the merge queue's depth read from the queue.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    summary = "This instance's metrics in the OpenMetrics text format (Prometheus scrapes it), every name prefixed screenrec_",
+    responses((status = 200, description = "The metrics", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String))
+)]
 async fn metrics_text(State(app): State<AppState>) -> impl IntoResponse {
     let records = app.recordings.records();
     let metrics = records.metrics();
@@ -161,6 +176,19 @@ async fn metrics_text(State(app): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "Alive", body = Object)))]
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: the coordinator and the storage answer.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses((status = 200, description = "Ready", body = Object), (status = 503, response = ApiError))
+)]
 async fn readyz(State(app): State<AppState>) -> Result<impl IntoResponse> {
     app.recordings.ready().await?;
     Ok(Json(json!({ "status": "ready" })))
@@ -168,9 +196,9 @@ async fn readyz(State(app): State<AppState>) -> Result<impl IntoResponse> {
 
 #[cfg(test)]
 mod tests {
-    /// Every code `Error::code` can give is in the description's error schema, and no other.
+    /// `CODES`, which the description lists, is every code `Error::code` can give.
     #[test]
-    fn the_description_names_every_error_code() {
+    fn the_listed_error_codes_are_every_code() {
         let source = include_str!("../error.rs");
         let body = &source[source.find("pub fn code(&self)").unwrap()..];
         let body = &body[..body.find("\n    }\n").unwrap()];
@@ -180,15 +208,7 @@ mod tests {
             .map(|rest| &rest[..rest.find('"').unwrap()])
             .collect();
         codes.sort_unstable();
-        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
-        let listed = &doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]
-            ["enum"];
-        let mut listed: Vec<&str> = listed
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c.as_str().unwrap())
-            .collect();
+        let mut listed = crate::error::CODES.to_vec();
         listed.sort_unstable();
         assert!(codes.len() > 50, "{codes:?}");
         assert_eq!(listed, codes);

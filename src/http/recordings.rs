@@ -10,8 +10,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use tracing::instrument;
+use utoipa::ToSchema;
 
 use super::AppState;
+use super::api_doc::ApiError;
 use super::extract::{ApiJson, Bearer, CHECKSUM_SHA256, ClientIp, Target};
 use crate::domain::Sha256Checksum;
 use crate::error::{Error, Result};
@@ -28,19 +30,41 @@ pub struct ListQuery {
 
 /// A grant request: the chunk's `seq` and `size`, and optionally its `sha256` (base64), which
 /// the presigned URL then binds.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = GrantRequest)]
 pub struct GrantBody {
+    #[schema(value_type = u32, minimum = 0)]
     seq: serde_json::Number,
+    /// The chunk's length in bytes. Signed into the URL as Content-Length: the storage refuses
+    /// a body of another length, and the confirmation refuses an object of another length.
+    #[schema(value_type = u64, minimum = 1, required = true)]
     size: Option<serde_json::Number>,
+    /// Base64 of the chunk's SHA-256 digest. Signed into the URL: the upload must send it as
+    /// x-amz-checksum-sha256 (listed in the grant's headers), and the storage refuses another
+    /// body. It also claims the index for those bytes.
+    #[schema(pattern = "^[A-Za-z0-9+/]{43}=$")]
     sha256: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = StopRequest)]
 pub struct StopBody {
+    /// How many chunks the recording has (indices 0..chunkCount).
+    #[schema(value_type = u32, minimum = 1)]
     chunk_count: serde_json::Number,
 }
 
+#[utoipa::path(
+    post,
+    path = "/recordings",
+    tag = "recordings",
+    summary = "Create a recording",
+    description = "With AUTH_MODE=api-key or jwt, the owner's credential is required; the recording belongs to its tenant and owner.",
+    request_body = CreateRequest,
+    responses((status = 201, description = "Created; keep the upload token, it is shown once.", body = Created), (status = "4XX", response = ApiError), (status = "5XX", response = ApiError)),
+    security(("ownerCredential" = []), ())
+)]
 pub async fn create(
     State(app): State<AppState>,
     Bearer(credential): Bearer,
@@ -56,6 +80,19 @@ pub async fn create(
 }
 
 /// `GET /recordings?limit=&cursor=`: the caller's recordings, newest first.
+#[utoipa::path(
+    get,
+    path = "/recordings",
+    tag = "recordings",
+    summary = "List the caller's recordings, newest first",
+    description = "An API key lists its tenant's recordings; a JWT its owner's own. Read from the store, so it works after coordinator state is lost.",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Recordings in the page (default 20)."),
+        ("cursor" = Option<String>, Query, description = "nextCursor of the previous page.", pattern = "^([0-9a-fA-F]{16}-[0-7][0-9a-hjkmnp-tv-z]{25})?$"),
+    ),
+    responses((status = 200, description = "A page", body = Page), (status = "4XX", response = ApiError), (status = "5XX", response = ApiError)),
+    security(("ownerCredential" = []), ())
+)]
 pub async fn list(
     State(app): State<AppState>,
     Bearer(credential): Bearer,
@@ -83,6 +120,15 @@ pub async fn list(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/recordings/{id}",
+    tag = "recordings",
+    summary = "Recording status",
+    params(("id" = String, Path, description = "Recording id (26-character ULID, lower-case Crockford base32).", pattern = "^[0-7][0-9a-hjkmnp-tv-z]{25}$")),
+    responses((status = 200, description = "The status; once ready, with presigned downloadUrl and posterUrl", body = StatusView), (status = "4XX", response = ApiError), (status = "5XX", response = ApiError)),
+    security(("uploadToken" = []), ("ownerCredential" = []))
+)]
 #[instrument(skip_all, fields(recording_id = %target.id))]
 pub async fn status(
     State(app): State<AppState>,
@@ -97,6 +143,15 @@ pub async fn status(
 }
 
 /// `DELETE /recordings/{id}`: for its owner; 204 also when it is already gone.
+#[utoipa::path(
+    delete,
+    path = "/recordings/{id}",
+    tag = "recordings",
+    summary = "Delete a recording: every object and all state; a merge in flight stops",
+    params(("id" = String, Path, description = "Recording id (26-character ULID, lower-case Crockford base32).", pattern = "^[0-7][0-9a-hjkmnp-tv-z]{25}$")),
+    responses((status = 204, description = "Deleted, or already gone"), (status = "4XX", response = ApiError), (status = "5XX", response = ApiError)),
+    security(("ownerCredential" = []), ())
+)]
 #[instrument(skip_all, fields(recording_id = %target.id))]
 pub async fn delete(
     State(app): State<AppState>,
@@ -109,6 +164,16 @@ pub async fn delete(
 }
 
 /// `POST /recordings/{id}/chunks {"seq", "size"}`: a presigned PUT for chunk `seq`.
+#[utoipa::path(
+    post,
+    path = "/recordings/{id}/chunks",
+    tag = "chunks",
+    summary = "Presigned upload URL for chunk `seq`, binding its declared size and SHA-256",
+    params(("id" = String, Path, description = "Recording id (26-character ULID, lower-case Crockford base32).", pattern = "^[0-7][0-9a-hjkmnp-tv-z]{25}$")),
+    request_body = GrantBody,
+    responses((status = 200, description = "The upload URL, or alreadyStored", body = UploadGrant), (status = "4XX", response = ApiError), (status = "5XX", response = ApiError)),
+    security(("uploadToken" = []))
+)]
 #[instrument(skip_all, fields(recording_id = %target.id))]
 pub async fn grant(
     State(app): State<AppState>,
@@ -140,6 +205,20 @@ pub async fn grant(
 }
 
 /// `PUT /recordings/{id}/chunks/{seq}`: the chunk's bytes through this server.
+#[utoipa::path(
+    put,
+    path = "/recordings/{id}/chunks/{seq}",
+    tag = "chunks",
+    summary = "Upload chunk `seq` through the server",
+    params(
+        ("id" = String, Path, description = "Recording id (26-character ULID, lower-case Crockford base32).", pattern = "^[0-7][0-9a-hjkmnp-tv-z]{25}$"),
+        ("seq" = u32, Path, description = "The client's 0-based chunk number; the stored index equals it.", minimum = 0),
+        ("x-amz-checksum-sha256" = Option<String>, Header, description = "Base64 of the body's SHA-256. A body that differs is refused (400 checksum_mismatch) and nothing is stored.", pattern = "^[A-Za-z0-9+/]{43}=$"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 200, description = "Stored (or already stored with the same bytes: duplicate=true)", body = ChunkReceipt), (status = "4XX", response = ApiError), (status = "5XX", response = ApiError)),
+    security(("uploadToken" = []))
+)]
 #[instrument(skip_all, fields(recording_id = %target.id))]
 pub async fn put_chunk(
     State(app): State<AppState>,
@@ -187,6 +266,15 @@ pub async fn put_chunk(
 }
 
 /// `POST /recordings/{id}/chunks/{seq}/complete`: confirm a presigned upload.
+#[utoipa::path(
+    post,
+    path = "/recordings/{id}/chunks/{seq}/complete",
+    tag = "chunks",
+    summary = "Confirm a presigned upload; the server reads the object back and counts it",
+    params(("id" = String, Path, description = "Recording id (26-character ULID, lower-case Crockford base32).", pattern = "^[0-7][0-9a-hjkmnp-tv-z]{25}$"), ("seq" = u32, Path, description = "The client's 0-based chunk number; the stored index equals it.", minimum = 0)),
+    responses((status = 200, description = "Counted (duplicate=true if it already was)", body = ChunkReceipt), (status = "4XX", response = ApiError), (status = "5XX", response = ApiError)),
+    security(("uploadToken" = []))
+)]
 #[instrument(skip_all, fields(recording_id = %target.id))]
 pub async fn confirm(
     State(app): State<AppState>,
@@ -203,6 +291,16 @@ pub async fn confirm(
     Ok(Json(app.recordings.confirm_upload(&meta, seq).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/recordings/{id}/stop",
+    tag = "recordings",
+    summary = "Stop with the final chunk count; queues the merge",
+    params(("id" = String, Path, description = "Recording id (26-character ULID, lower-case Crockford base32).", pattern = "^[0-7][0-9a-hjkmnp-tv-z]{25}$")),
+    request_body = StopBody,
+    responses((status = 202, description = "Stopping; the merge follows", body = StatusView), (status = "4XX", response = ApiError), (status = "5XX", response = ApiError)),
+    security(("uploadToken" = []))
+)]
 #[instrument(skip_all, fields(recording_id = %target.id))]
 pub async fn stop(
     State(app): State<AppState>,
@@ -221,15 +319,58 @@ pub async fn stop(
     Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = MergeRequest)]
 pub struct MergeBody {
+    /// Must be true: a whole merge starts at stop.
+    #[schema(value_type = SalvageFlag)]
     salvage: bool,
+    /// Chunks 0..chunkCount are the recording; defaults to the stopped count, else one past the
+    /// highest chunk stored.
+    #[schema(value_type = Option<u32>, minimum = 1)]
     chunk_count: Option<serde_json::Number>,
+}
+
+/// `true`, the only value a salvage request takes.
+pub struct SalvageFlag;
+
+impl utoipa::PartialSchema for SalvageFlag {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Boolean)
+            .enum_values(Some([true]))
+            .into()
+    }
+}
+
+impl ToSchema for SalvageFlag {}
+
+/// What a redirect's body says: the presigned URL (`downloadUrl` or `posterUrl`) and when it
+/// expires.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Redirect {
+    #[schema(rename = "downloadUrl")]
+    download_url: Option<String>,
+    #[schema(rename = "posterUrl")]
+    poster_url: Option<String>,
+    #[schema(rename = "expiresAt", format = DateTime)]
+    expires_at: String,
 }
 
 /// `POST /recordings/{id}/merge {"salvage": true}`: merge what can be merged of a recording
 /// that could not be merged whole.
+#[utoipa::path(
+    post,
+    path = "/recordings/{id}/merge",
+    tag = "recordings",
+    summary = "Salvage: merge what can be merged of a recording that could not be merged whole",
+    params(("id" = String, Path, description = "Recording id (26-character ULID, lower-case Crockford base32).", pattern = "^[0-7][0-9a-hjkmnp-tv-z]{25}$")),
+    request_body = MergeBody,
+    responses((status = 202, description = "The salvage is queued", body = StatusView), (status = "4XX", response = ApiError), (status = "5XX", response = ApiError)),
+    security(("uploadToken" = []))
+)]
 #[instrument(skip_all, fields(recording_id = %target.id))]
 pub async fn merge(
     State(app): State<AppState>,
@@ -258,6 +399,15 @@ pub async fn merge(
 }
 
 /// `GET /recordings/{id}/download`: 302 to a presigned URL of the merged video.
+#[utoipa::path(
+    get,
+    path = "/recordings/{id}/download",
+    tag = "recordings",
+    summary = "Redirect to a presigned URL of the merged video",
+    params(("id" = String, Path, description = "Recording id (26-character ULID, lower-case Crockford base32).", pattern = "^[0-7][0-9a-hjkmnp-tv-z]{25}$")),
+    responses((status = 302, description = "Location is the presigned URL", body = Redirect), (status = "4XX", response = ApiError), (status = "5XX", response = ApiError)),
+    security(("uploadToken" = []), ("ownerCredential" = []))
+)]
 #[instrument(skip_all, fields(recording_id = %target.id))]
 pub async fn download(
     State(app): State<AppState>,
@@ -268,6 +418,15 @@ pub async fn download(
 }
 
 /// `GET /recordings/{id}/poster`: 302 to a presigned URL of the merged video's JPEG poster.
+#[utoipa::path(
+    get,
+    path = "/recordings/{id}/poster",
+    tag = "recordings",
+    summary = "Redirect to a presigned URL of the merged video's JPEG poster (404 no_poster when it has none)",
+    params(("id" = String, Path, description = "Recording id (26-character ULID, lower-case Crockford base32).", pattern = "^[0-7][0-9a-hjkmnp-tv-z]{25}$")),
+    responses((status = 302, description = "Location is the presigned URL", body = Redirect), (status = "4XX", response = ApiError), (status = "5XX", response = ApiError)),
+    security(("uploadToken" = []), ("ownerCredential" = []))
+)]
 #[instrument(skip_all, fields(recording_id = %target.id))]
 pub async fn poster(
     State(app): State<AppState>,

@@ -160,6 +160,8 @@ const PING_EVERY: Duration = Duration::from_secs(20);
 /// A connection that sends nothing (not even a pong) for this long is closed.
 const IDLE: Duration = Duration::from_secs(60);
 
+/// `GET /ws`: the WebSocket (control messages and chunk frames; see the README). A request that
+/// is not a handshake is 426 `upgrade_required`.
 pub async fn upgrade(
     State(app): State<AppState>,
     ClientIp(client): ClientIp,

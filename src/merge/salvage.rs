@@ -26,7 +26,7 @@ use super::plan::{Format, FramecrcReport};
 use crate::error::{Error, Result};
 
 /// A stretch of the recording the salvaged video does not have.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Lost {
     /// The salvaged video has no frame of the primary track strictly between these times

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::{info, warn};
+use utoipa::ToSchema;
 
 mod owned;
 
@@ -101,20 +102,56 @@ impl Ingest {
 }
 
 /// What a create asks for, over HTTP or the WebSocket.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateRequest {
+    /// The recorder's `mimeType`: WebM, Matroska or MP4, with its codecs.
+    #[schema(
+        example = "video/webm;codecs=vp8,opus",
+        min_length = 1,
+        max_length = 255
+    )]
     pub mime_type: String,
-    /// The app's user the recording is for (with an API key; a JWT names its own).
+    /// The app's user the recording is for (with an API key, or AUTH_MODE=none). A JWT's sub
+    /// is the owner; naming another is refused.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
+    )]
     pub owner: Option<String>,
-    /// The app's own strings, returned wherever the recording is.
+    /// The app's own strings, at most 2048 bytes of JSON; returned wherever the recording is.
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
     pub metadata: Option<serde_json::Value>,
-    /// `mp4`: an MP4 for every browser; `native` (the default): the recording's container.
+    /// `mp4`: an MP4 for every browser (H.264 remuxed, moov first); `native` (the default): the
+    /// recording's own container. An MP4 of VP8, VP9 or AV1 needs `transcode`: without it, the
+    /// merge fails with `transcode_required`.
+    #[schema(value_type = Option<OutputName>)]
     pub output: Option<String>,
-    /// With `mp4`: re-encode VP8, VP9 or AV1 to H.264 + AAC.
+    /// With `mp4` (ignored otherwise): re-encode VP8, VP9 or AV1 video to H.264 and its audio
+    /// to AAC.
     pub transcode: Option<bool>,
-    /// With `mp4`: `aac` converts Opus audio; `copy` (the default) keeps it.
+    /// With `mp4` (ignored otherwise): `aac` converts Opus audio; `copy` (the default) keeps it.
+    #[schema(value_type = Option<AudioName>)]
     pub audio: Option<String>,
+}
+
+/// The outputs create takes.
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum OutputName {
+    Native,
+    Mp4,
+}
+
+/// The audio choices of an MP4.
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum AudioName {
+    Copy,
+    Aac,
 }
 
 impl CreateRequest {
@@ -131,24 +168,26 @@ impl CreateRequest {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Created {
     pub recording_id: String,
     pub upload_token: String,
 }
 
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChunkReceipt {
+    #[schema(value_type = u32)]
     pub index: ChunkIndex,
     /// The same bytes were already stored; nothing was written.
     pub duplicate: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UploadGrant {
+    #[schema(value_type = u32)]
     pub index: ChunkIndex,
     /// Absent when the chunk is already stored: there is nothing to upload.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -159,6 +198,7 @@ pub struct UploadGrant {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub headers: Option<std::collections::BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
     pub already_stored: bool,
 }
@@ -191,35 +231,46 @@ pub struct Declared {
 }
 
 /// What clients see of a recording.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Status)]
 pub struct StatusView {
     pub recording_id: String,
+    #[schema(value_type = RecordingStatus)]
     pub status: &'static str,
     pub mime_type: String,
     pub chunks_received: u32,
     pub bytes_received: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chunk_count: Option<u32>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
+    /// Once failed: why, with a stable code.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::http::api_doc::ErrorDetail>)]
     pub error: Option<serde_json::Value>,
+    /// Once ready: the merged video as measured (container, codecs, duration, size, …).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub output: Option<serde_json::Value>,
     /// Merged by salvage (asked for after a failure): `lost` lists what the video lacks.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub salvaged: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<crate::merge::salvage::Lost>>)]
     pub lost: Option<serde_json::Value>,
     /// Left unfinished and stopped by the sweeper, which merged what had arrived.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub abandoned: bool,
     /// The app's own data, given at create.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
     pub metadata: Option<serde_json::Value>,
-    /// The output asked for at create, unless the default.
+    /// The output asked for at create, unless the default: `{output, transcode?, audio?}`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub format: Option<serde_json::Value>,
     /// Once ready: a presigned URL of the video (what `GET …/download` redirects to), so a
     /// client that polls needs no redirect.
@@ -230,7 +281,20 @@ pub struct StatusView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub poster_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
+}
+
+/// Where a recording is in its life.
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum RecordingStatus {
+    Recording,
+    Stopping,
+    Merging,
+    Ready,
+    Failed,
 }
 
 pub fn rfc3339(t: SystemTime) -> String {
@@ -398,7 +462,6 @@ impl Recordings {
             request.output.as_deref(),
             request.transcode,
             request.audio.as_deref(),
-            &media,
         )?;
         if let Some(max) = self.limits().max_active_recordings
             && self.records.unfinished_of(&owner, max).await? >= max

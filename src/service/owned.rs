@@ -20,10 +20,11 @@ pub const MAX_PAGE: usize = 100;
 pub const DEFAULT_PAGE: usize = 20;
 
 /// A page of a listing, newest first; `next_cursor` asks for the next one.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Page {
     pub recordings: Vec<StatusView>,
+    /// Pass as cursor for the next page; null on the last.
     pub next_cursor: Option<String>,
 }
 

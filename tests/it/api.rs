@@ -508,7 +508,6 @@ async fn service_endpoints_answer() {
         "/recordings/{id}/download",
         "/recordings/{id}/poster",
         "/files/{key}",
-        "/ws",
         "/healthz",
         "/readyz",
         "/metrics",

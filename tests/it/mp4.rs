@@ -1,6 +1,7 @@
 //! `"output": "mp4"`, an MP4 for every browser: H.264 recordings (Matroska or fragmented MP4)
 //! remuxed with every frame and `moov` first, Opus kept or converted to AAC; VP8 re-encoded to
-//! H.264 + AAC only with `"transcode": true`, refused without it.
+//! H.264 + AAC only with `"transcode": true`; without it the merge fails with
+//! `transcode_required`.
 
 use serde_json::{Value, json};
 
@@ -95,25 +96,17 @@ async fn h264_becomes_mp4_with_every_frame_and_vp8_only_when_transcoded() {
             opus_reference.duration
         );
 
-        // VP8: refused at create without transcode when the media type names it, failed with
-        // the same code at the merge when only the chunks do; re-encoded with it.
-        client
-            .send(
-                0,
-                reqwest::Method::POST,
-                "/recordings",
-                None,
-                Some(json!({ "mimeType": vp8.mime_type, "output": "mp4" })),
-            )
-            .await
-            .expect_error(400, "transcode_required");
+        // VP8 without transcode: the merge fails with transcode_required, whether the media
+        // type names the codec or only the chunks do; re-encoded with it.
         let unnamed = Recording {
             mime_type: "video/webm".into(),
             ..vp8.clone()
         };
-        let (_, status) = merged(&client, &unnamed, json!({ "output": "mp4" })).await;
-        assert_eq!(status["status"], "failed", "{name}: {status}");
-        assert_eq!(status["error"]["code"], "transcode_required", "{name}");
+        for fixture in [&vp8, &unnamed] {
+            let (_, status) = merged(&client, fixture, json!({ "output": "mp4" })).await;
+            assert_eq!(status["status"], "failed", "{name}: {status}");
+            assert_eq!(status["error"]["code"], "transcode_required", "{name}");
+        }
 
         let (_, status) =
             merged(&client, &vp8, json!({ "output": "mp4", "transcode": true })).await;

@@ -2,7 +2,7 @@
 // uploaded over HTTP with `"output": "mp4"`; each becomes ready as an MP4 with `moov` before
 // `mdat`, and Chromium's <video> plays it: the dimensions and duration the status names, a seek
 // to 60% that lands there, and play() that moves on from it. H.264 is remuxed as it is; VP8 is
-// re-encoded to H.264 + AAC when `transcode` is asked for and refused at create when it is not.
+// re-encoded to H.264 + AAC when `transcode` is asked for, and fails its merge (transcode_required) when not.
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -168,10 +168,10 @@ describe('MP4 output', { timeout: 600_000 }, () => {
     await checkMp4(env, 'vp8-opus-ts1000-transcoded', ready, { videoCodec: 'h264', audioCodec: 'aac' });
   });
 
-  test('vp8-opus-ts1000 as MP4 without transcode: refused at create', async () => {
-    const { mimeType } = fixture('vp8-opus-ts1000');
-    const created = await call(env.server.base, 'POST', '/recordings', { json: { mimeType, output: 'mp4' } });
-    assert.equal(created.status, 400, JSON.stringify(created.body));
-    assert.equal(created.body?.error?.code, 'transcode_required', JSON.stringify(created.body));
+  test('vp8-opus-ts1000 as MP4 without transcode: the merge fails with transcode_required', { timeout: 120_000 }, async () => {
+    await assert.rejects(
+      recordAndMerge(env.server.base, fixture('vp8-opus-ts1000'), { output: 'mp4' }),
+      (e) => /"code":"transcode_required"/.test(e.message),
+    );
   });
 });
