@@ -18,7 +18,10 @@ pub use id::RecordingId;
 pub use key::ObjectKey;
 pub use media::{Container, MediaType, PATTERN as MIME_TYPE_PATTERN};
 pub use output::OutputFormat;
-pub use owner::{MAX_METADATA_BYTES, Metadata, Owner, Subject, Tenant};
+pub use owner::{
+    MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, MAX_METADATA_KEY_CHARS, MAX_METADATA_VALUE_CHARS,
+    Metadata, NO_CONTROLS_PATTERN, Owner, Subject, Tenant,
+};
 pub use rate::{Rate, gcra};
 pub use state::RecordingState;
 pub use token::{TokenHash, UploadToken};

@@ -11,8 +11,16 @@ use crate::error::{Error, Result};
 
 /// The longest tenant or owner name, in characters.
 pub const MAX_NAME_CHARS: usize = 256;
-/// The largest metadata map, as compact JSON.
+/// The largest metadata map, as compact JSON: what the bounds below imply (8 entries of a 16
+/// and a 46 character string, each character at most 4 bytes, come to 2034 bytes).
 pub const MAX_METADATA_BYTES: usize = 2048;
+/// Metadata's bounds, as the API description states them.
+pub const MAX_METADATA_ENTRIES: usize = 8;
+pub const MAX_METADATA_KEY_CHARS: usize = 16;
+pub const MAX_METADATA_VALUE_CHARS: usize = 46;
+/// A string without control characters (U+0000–U+001F, U+007F–U+009F), as `char::is_control`
+/// has them.
+pub const NO_CONTROLS_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
 
 /// A name (tenant or owner): 1 to 256 characters, none of them a control character (what the
 /// API description's `NAME_PATTERN` and length say).
@@ -111,8 +119,10 @@ impl Owner {
     }
 }
 
-/// The app's own data about a recording: a map of strings, at most [`MAX_METADATA_BYTES`]
-/// as compact JSON, returned everywhere the recording is.
+/// The app's own data about a recording: at most [`MAX_METADATA_ENTRIES`] strings of at most
+/// [`MAX_METADATA_VALUE_CHARS`] characters, under keys of 1 to [`MAX_METADATA_KEY_CHARS`],
+/// none with a control character (so at most [`MAX_METADATA_BYTES`] of JSON), returned
+/// everywhere the recording is.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Metadata(BTreeMap<String, String>);
 
@@ -122,11 +132,26 @@ impl Metadata {
         let object = v
             .as_object()
             .ok_or_else(|| bad("metadata is an object of strings"))?;
+        if object.len() > MAX_METADATA_ENTRIES {
+            return Err(bad("metadata has at most 8 entries"));
+        }
+        let printable = |s: &str| !s.chars().any(char::is_control);
         let mut map = BTreeMap::new();
         for (k, v) in object {
             let v = v
                 .as_str()
                 .ok_or_else(|| bad("every metadata value is a string"))?;
+            let key_chars = k.chars().count();
+            if key_chars == 0 || key_chars > MAX_METADATA_KEY_CHARS || !printable(k) {
+                return Err(bad(
+                    "a metadata key is 1 to 16 characters, none a control character",
+                ));
+            }
+            if v.chars().count() > MAX_METADATA_VALUE_CHARS || !printable(v) {
+                return Err(bad(
+                    "a metadata value is at most 46 characters, none a control character",
+                ));
+            }
             map.insert(k.clone(), v.to_owned());
         }
         let parsed = Self(map);
@@ -191,12 +216,23 @@ mod tests {
     fn metadata_is_a_small_map_of_strings() {
         let m = Metadata::parse(&json!({"course": "rust-101", "lesson": "3"})).unwrap();
         assert_eq!(m.to_json(), json!({"course": "rust-101", "lesson": "3"}));
+        // The largest there is: 8 entries at their longest, in 4-byte characters.
+        let widest: serde_json::Map<String, Value> = (0..8)
+            .map(|i| (format!("{i}{}", "𝕜".repeat(15)), json!("𝕧".repeat(46))))
+            .collect();
+        let widest = Metadata::parse(&Value::Object(widest)).unwrap();
+        assert!(widest.to_json().to_string().len() <= MAX_METADATA_BYTES);
         for bad in [
             json!([]),
             json!("x"),
             json!({"n": 1}),
             json!({"n": null}),
             json!({"big": "x".repeat(2048)}),
+            json!({"long": "x".repeat(47)}),
+            json!({"a-key-of-17-chars": "x"}),
+            json!({"": "x"}),
+            json!({"k": "a\nb"}),
+            json!({"a": "", "b": "", "c": "", "d": "", "e": "", "f": "", "g": "", "h": "", "i": ""}),
         ] {
             let e = Metadata::parse(&bad).unwrap_err();
             assert_eq!(e.code(), "invalid_metadata", "{bad}");

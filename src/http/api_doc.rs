@@ -3,6 +3,7 @@
 //! be served without being described, nor described without being served. Served at
 //! `/openapi.json`.
 
+use utoipa::openapi::schema::{AdditionalProperties, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Object, RefOr, Schema};
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
@@ -97,6 +98,25 @@ impl Modify for FromCode {
         }
         if let Some(mime_type) = Self::property(doc, "CreateRequest", "mimeType") {
             mime_type.pattern = Some(crate::domain::MIME_TYPE_PATTERN.to_owned());
+        }
+        if let Some(metadata) = Self::property(doc, "CreateRequest", "metadata") {
+            use crate::domain::{
+                MAX_METADATA_ENTRIES, MAX_METADATA_KEY_CHARS, MAX_METADATA_VALUE_CHARS,
+                NO_CONTROLS_PATTERN,
+            };
+            let string = |min: usize, max: usize| {
+                let mut s = Object::with_type(Type::String);
+                s.min_length = (min > 0).then_some(min);
+                s.max_length = Some(max);
+                s.pattern = Some(NO_CONTROLS_PATTERN.to_owned());
+                s
+            };
+            metadata.max_properties = Some(MAX_METADATA_ENTRIES);
+            metadata.property_names =
+                Some(Box::new(Schema::Object(string(1, MAX_METADATA_KEY_CHARS))));
+            metadata.additional_properties = Some(Box::new(AdditionalProperties::RefOr(RefOr::T(
+                Schema::Object(string(0, MAX_METADATA_VALUE_CHARS)),
+            ))));
         }
     }
 }

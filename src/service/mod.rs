@@ -120,7 +120,8 @@ pub struct CreateRequest {
         pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
     )]
     pub owner: Option<String>,
-    /// The app's own strings, at most 2048 bytes of JSON; returned wherever the recording is.
+    /// The app's own strings: at most 8, each at most 46 characters under a key of 1 to 16,
+    /// none with a control character; returned wherever the recording is.
     #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
     pub metadata: Option<serde_json::Value>,
     /// `mp4`: an MP4 for every browser (H.264 remuxed, moov first); `native` (the default): the
