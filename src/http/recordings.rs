@@ -28,6 +28,16 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
+/// A recording's id in a path: 26-character ULID, lower-case Crockford base32.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // described, not extracted: `Target` parses it
+pub struct RecordingPath {
+    /// Recording id (26-character ULID, lower-case Crockford base32).
+    #[param(pattern = "^[0-7][0-9a-hjkmnp-tv-z]{25}$")]
+    id: String,
+}
+
 /// A grant request: the chunk's `seq` and `size`, and optionally its `sha256` (base64), which
 /// the presigned URL then binds.
 #[derive(Deserialize, ToSchema)]
@@ -125,7 +135,7 @@ pub async fn list(
     path = "/recordings/{id}",
     tag = "recordings",
     summary = "Recording status",
-    params(("id" = String, Path, description = "Recording id (26-character ULID, lower-case Crockford base32).", pattern = "^[0-7][0-9a-hjkmnp-tv-z]{25}$")),
+    params(RecordingPath),
     responses((status = 200, description = "The status; once ready, with presigned downloadUrl and posterUrl", body = StatusView), (status = "4XX", response = ApiError), (status = "5XX", response = ApiError)),
     security(("uploadToken" = []), ("ownerCredential" = []))
 )]
@@ -148,7 +158,7 @@ pub async fn status(
     path = "/recordings/{id}",
     tag = "recordings",
     summary = "Delete a recording: every object and all state; a merge in flight stops",
-    params(("id" = String, Path, description = "Recording id (26-character ULID, lower-case Crockford base32).", pattern = "^[0-7][0-9a-hjkmnp-tv-z]{25}$")),
+    params(RecordingPath),
     responses((status = 204, description = "Deleted, or already gone"), (status = "4XX", response = ApiError), (status = "5XX", response = ApiError)),
     security(("ownerCredential" = []), ())
 )]
@@ -169,7 +179,7 @@ pub async fn delete(
     path = "/recordings/{id}/chunks",
     tag = "chunks",
     summary = "Presigned upload URL for chunk `seq`, binding its declared size and SHA-256",
-    params(("id" = String, Path, description = "Recording id (26-character ULID, lower-case Crockford base32).", pattern = "^[0-7][0-9a-hjkmnp-tv-z]{25}$")),
+    params(RecordingPath),
     request_body = GrantBody,
     responses((status = 200, description = "The upload URL, or alreadyStored", body = UploadGrant), (status = "4XX", response = ApiError), (status = "5XX", response = ApiError)),
     security(("uploadToken" = []))
@@ -211,7 +221,7 @@ pub async fn grant(
     tag = "chunks",
     summary = "Upload chunk `seq` through the server",
     params(
-        ("id" = String, Path, description = "Recording id (26-character ULID, lower-case Crockford base32).", pattern = "^[0-7][0-9a-hjkmnp-tv-z]{25}$"),
+        RecordingPath,
         ("seq" = u32, Path, description = "The client's 0-based chunk number; the stored index equals it.", minimum = 0),
         ("x-amz-checksum-sha256" = Option<String>, Header, description = "Base64 of the body's SHA-256. A body that differs is refused (400 checksum_mismatch) and nothing is stored.", pattern = "^[A-Za-z0-9+/]{43}=$"),
     ),
@@ -271,7 +281,7 @@ pub async fn put_chunk(
     path = "/recordings/{id}/chunks/{seq}/complete",
     tag = "chunks",
     summary = "Confirm a presigned upload; the server reads the object back and counts it",
-    params(("id" = String, Path, description = "Recording id (26-character ULID, lower-case Crockford base32).", pattern = "^[0-7][0-9a-hjkmnp-tv-z]{25}$"), ("seq" = u32, Path, description = "The client's 0-based chunk number; the stored index equals it.", minimum = 0)),
+    params(RecordingPath, ("seq" = u32, Path, description = "The client's 0-based chunk number; the stored index equals it.", minimum = 0)),
     responses((status = 200, description = "Counted (duplicate=true if it already was)", body = ChunkReceipt), (status = "4XX", response = ApiError), (status = "5XX", response = ApiError)),
     security(("uploadToken" = []))
 )]
@@ -296,7 +306,7 @@ pub async fn confirm(
     path = "/recordings/{id}/stop",
     tag = "recordings",
     summary = "Stop with the final chunk count; queues the merge",
-    params(("id" = String, Path, description = "Recording id (26-character ULID, lower-case Crockford base32).", pattern = "^[0-7][0-9a-hjkmnp-tv-z]{25}$")),
+    params(RecordingPath),
     request_body = StopBody,
     responses((status = 202, description = "Stopping; the merge follows", body = StatusView), (status = "4XX", response = ApiError), (status = "5XX", response = ApiError)),
     security(("uploadToken" = []))
@@ -366,7 +376,7 @@ pub struct Redirect {
     path = "/recordings/{id}/merge",
     tag = "recordings",
     summary = "Salvage: merge what can be merged of a recording that could not be merged whole",
-    params(("id" = String, Path, description = "Recording id (26-character ULID, lower-case Crockford base32).", pattern = "^[0-7][0-9a-hjkmnp-tv-z]{25}$")),
+    params(RecordingPath),
     request_body = MergeBody,
     responses((status = 202, description = "The salvage is queued", body = StatusView), (status = "4XX", response = ApiError), (status = "5XX", response = ApiError)),
     security(("uploadToken" = []))
@@ -404,7 +414,7 @@ pub async fn merge(
     path = "/recordings/{id}/download",
     tag = "recordings",
     summary = "Redirect to a presigned URL of the merged video",
-    params(("id" = String, Path, description = "Recording id (26-character ULID, lower-case Crockford base32).", pattern = "^[0-7][0-9a-hjkmnp-tv-z]{25}$")),
+    params(RecordingPath),
     responses((status = 302, description = "Location is the presigned URL", body = Redirect), (status = "4XX", response = ApiError), (status = "5XX", response = ApiError)),
     security(("uploadToken" = []), ("ownerCredential" = []))
 )]
@@ -423,7 +433,7 @@ pub async fn download(
     path = "/recordings/{id}/poster",
     tag = "recordings",
     summary = "Redirect to a presigned URL of the merged video's JPEG poster (404 no_poster when it has none)",
-    params(("id" = String, Path, description = "Recording id (26-character ULID, lower-case Crockford base32).", pattern = "^[0-7][0-9a-hjkmnp-tv-z]{25}$")),
+    params(RecordingPath),
     responses((status = 302, description = "Location is the presigned URL", body = Redirect), (status = "4XX", response = ApiError), (status = "5XX", response = ApiError)),
     security(("uploadToken" = []), ("ownerCredential" = []))
 )]

@@ -28,13 +28,14 @@ impl SqsQueue {
     }
 }
 
-#[async_trait]
-impl MergeQueue for SqsQueue {
-    async fn enqueue(&self, job: MergeJob) -> Result<()> {
+impl SqsQueue {
+    /// Send `body` as JSON, handed out after `delay_secs` (at most SQS's 900).
+    pub async fn send(&self, body: &impl serde::Serialize, delay_secs: i32) -> Result<()> {
         self.client
             .send_message()
             .queue_url(&self.queue_url)
-            .message_body(serde_json::to_string(&job).expect("serializable"))
+            .delay_seconds(delay_secs)
+            .message_body(serde_json::to_string(body).expect("serializable"))
             .send()
             .await
             .map_err(|e| {
@@ -44,5 +45,12 @@ impl MergeQueue for SqsQueue {
                 ))
             })?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl MergeQueue for SqsQueue {
+    async fn enqueue(&self, job: MergeJob) -> Result<()> {
+        self.send(&job, 0).await
     }
 }

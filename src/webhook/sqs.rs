@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
-use aws_sdk_sqs::Client;
 use serde::{Deserialize, Serialize};
 
 use super::outbox::{Delivery, Outbox};
 use crate::coord::now_ms;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::queue::SqsQueue;
 
 /// SQS's longest message delay.
 const MAX_DELAY_SECS: u64 = 900;
@@ -26,22 +26,12 @@ pub struct Queued {
     pub due_ms: u64,
 }
 
-pub struct SqsOutbox {
-    client: Client,
-    queue_url: String,
-}
+pub struct SqsOutbox(SqsQueue);
 
 impl SqsOutbox {
     /// `endpoint` overrides the SQS endpoint (LocalStack); `None` is AWS's.
     pub fn new(sdk: &SdkConfig, queue_url: &str, endpoint: Option<&str>) -> Self {
-        let mut config = aws_sdk_sqs::config::Builder::from(sdk);
-        if let Some(endpoint) = endpoint {
-            config = config.endpoint_url(endpoint);
-        }
-        Self {
-            client: Client::from_conf(config.build()),
-            queue_url: queue_url.to_owned(),
-        }
+        Self(SqsQueue::new(sdk, queue_url, endpoint))
     }
 }
 
@@ -57,20 +47,7 @@ impl Outbox for SqsOutbox {
             webhook: delivery.clone(),
             due_ms,
         };
-        self.client
-            .send_message()
-            .queue_url(&self.queue_url)
-            .delay_seconds(delay_secs(due_ms, now_ms()))
-            .message_body(serde_json::to_string(&queued).expect("serializable"))
-            .send()
-            .await
-            .map_err(|e| {
-                Error::Coordination(format!(
-                    "SendMessage: {}",
-                    aws_sdk_sqs::error::DisplayErrorContext(e)
-                ))
-            })?;
-        Ok(())
+        self.0.send(&queued, delay_secs(due_ms, now_ms())).await
     }
 
     /// Nothing: the queue's consumer is handed its messages.
